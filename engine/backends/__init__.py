@@ -1,0 +1,46 @@
+"""Backends behind the Engine facade; each is imported only when asked for, so that
+`import engine` stays cheap (no torch for a llama.cpp chat)."""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.backends.base import Backend, SeqOutput
+from engine.model_source import ModelSpec
+from engine.types import EngineError
+
+BACKENDS = ("auto", "torch", "llamacpp", "openai")
+
+
+def pick_backend(spec: ModelSpec, backend: str) -> str:
+    if backend not in BACKENDS:
+        raise EngineError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    return "llamacpp" if spec.kind == "gguf" else "torch"
+
+
+def create_backend(spec: ModelSpec | None, backend: str, **options: Any) -> Backend:
+    if backend == "llamacpp":
+        from engine.backends.llamacpp import LlamaCppBackend
+
+        assert spec is not None
+        if spec.kind != "gguf":
+            raise EngineError(f"the llamacpp backend needs a GGUF file; {spec.name} is not one")
+        return LlamaCppBackend(spec, **options)
+    if backend == "torch":
+        try:
+            from engine.backends.torch_backend import TorchBackend
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise EngineError(f"the torch backend is not available: {e}") from e
+        assert spec is not None
+        return TorchBackend(spec, **options)
+    if backend == "openai":
+        try:
+            from engine.backends.openai_backend import OpenAIBackend
+        except ImportError as e:  # pragma: no cover
+            raise EngineError(f"the openai backend is not available: {e}") from e
+        return OpenAIBackend(spec, **options)
+    raise EngineError(f"unknown backend {backend!r}")
+
+
+__all__ = ["Backend", "SeqOutput", "create_backend", "pick_backend", "BACKENDS"]

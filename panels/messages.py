@@ -1,0 +1,44 @@
+"""Messages shared between panels and the app."""
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class PromptSubmitted(Message):
+    """The user sent a chat message."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__()
+
+
+class SessionSelected(Message):
+    """The user picked a stored session to reopen."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__()
+
+
+class SessionLoaded(Message):
+    """A stored session (as returned by sessions.get_session) is ready to show."""
+
+    def __init__(self, session: dict[str, Any]) -> None:
+        self.session = session
+        super().__init__()
+
+
+class SessionsListed(Message):
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        super().__init__()
+
+
+class EngineReady(Message):
+    def __init__(self, model: str, backend: str, context_window: int) -> None:
+        self.model = model
+        self.backend = backend
+        self.context_window = context_window
+        super().__init__()

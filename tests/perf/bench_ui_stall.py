@@ -1,0 +1,65 @@
+"""UI responsiveness while a reply streams: a 10 ms timer in the real app records the gaps
+between its ticks; the longest gap is the worst stall a user could feel. Prints JSON; goal:
+no stall over 50 ms.
+
+    python tests/perf/bench_ui_stall.py [--max-tokens 400]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from textual.widgets import Input  # noqa: E402
+
+from workbench.app import WorkbenchApp  # noqa: E402
+from workbench.config import DEFAULTS  # noqa: E402
+
+
+async def run(max_tokens: int) -> dict:
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg["chat"].update(temperature=0.0, max_tokens=max_tokens)
+    with tempfile.TemporaryDirectory() as d:
+        app = WorkbenchApp(db_path=str(Path(d) / "ui.duckdb"), model="smollm2-135m", backend="llamacpp", config=cfg)
+        ticks: list[float] = []
+        async with app.run_test(size=(160, 48)) as pilot:
+            while not app.engine_ready:
+                await pilot.pause(0.05)
+            app.set_interval(0.01, lambda: ticks.append(time.perf_counter()))
+            app.query_one("#prompt", Input).value = "Write a long, detailed story about a lighthouse keeper."
+            app.query_one("#prompt", Input).focus()
+            await pilot.press("enter")
+            while app.last_result is None:
+                await pilot.pause(0.02)
+            streamed_from = app.last_result.metrics.first_token_ns
+            n = app.last_result.metrics.output_tokens
+        app.service.close()
+    gaps = sorted((b - a) * 1e3 for a, b in zip(ticks, ticks[1:]))
+    return {
+        "output_tokens": n,
+        "timer_ticks": len(ticks),
+        "max_gap_ms": gaps[-1],
+        "p99_gap_ms": gaps[int(0.99 * (len(gaps) - 1))],
+        "p50_gap_ms": gaps[len(gaps) // 2],
+        "gaps_over_50ms": sum(g > 50 for g in gaps),
+        "goal_max_gap_ms": 50,
+        "_first_token_ns": streamed_from,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max-tokens", type=int, default=400)
+    args = ap.parse_args()
+    print(json.dumps(asyncio.run(run(args.max_tokens)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""The Textual app: sessions on the left, the chat in the middle, latency on the right.
+Model and database work runs in thread workers; panels are fed from a buffer drained on a timer."""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Iterable
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+from textual.worker import Worker, WorkerState
+
+from engine.types import RequestFinished, RequestStarted, TokenEvent
+from panels.chat import ChatPanel
+from panels.latency import LatencyPanel
+from panels.messages import EngineReady, PromptSubmitted, SessionLoaded, SessionSelected, SessionsListed
+from panels.sessions_list import SessionsPanel
+from workbench.services import ChatService
+
+
+class WorkbenchApp(App):
+    TITLE = "inference-workbench"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("ctrl+n", "new_session", "New chat", id="new_session", tooltip="Start a new chat session"),
+        Binding("escape", "cancel_reply", "Stop reply", id="cancel_reply", tooltip="Stop the reply being generated; what it wrote so far is kept"),
+        Binding("ctrl+r", "refresh_sessions", "Refresh", id="refresh_sessions", tooltip="Reload the list of sessions from the database"),
+        Binding("ctrl+y", "copy_reply", "Copy reply", id="copy_reply", tooltip="Copy the last reply to the clipboard"),
+        Binding("f2", "focus_sessions", "Sessions", id="focus_sessions", tooltip="Move focus to the sessions list"),
+        Binding("f3", "focus_prompt", "Prompt", id="focus_prompt", tooltip="Move focus to the prompt box"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", tooltip="Quit; a reply in progress is stopped and kept", priority=True),
+    ]
+
+    def __init__(self, *, db_path: str | None = None, model: str = "smollm2-135m", backend: str = "auto",
+                 config: dict[str, dict[str, Any]] | None = None) -> None:
+        from workbench.config import DEFAULTS, load_config
+
+        self.config_data = config or load_config()
+        super().__init__()
+        keymap = self.config_data.get("keymap") or {}
+        if keymap:
+            self.set_keymap(keymap)
+        self.service = ChatService(db_path=db_path, model=model, backend=backend, config=self.config_data)
+        self.engine_ready = False
+        self.last_result = None
+        self.stream_started_ns: int | None = None
+        self.first_token_seen = False
+        self.last_token_ns: int | None = None
+        self.session_ttft_ms: list[float] = []
+        self.session_tokens = 0
+        self.session_gen_s = 0.0
+        self.load_error: str | None = None
+        _ = DEFAULTS
+
+    # ---- layout ----
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield SessionsPanel(id="sessions-panel")
+            yield ChatPanel(id="chat-panel")
+            with Vertical(id="side"):
+                yield LatencyPanel(id="latency-panel")
+                yield Static("loading model…", id="engine-line")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{self.service.model} · loading"
+        hz = float(self.config_data["ui"]["refresh_hz"])
+        self.set_interval(1.0 / hz, self.drain_events)
+        self.start_services()
+        self.query_one("#prompt").focus()
+
+    # ---- workers ----
+    @work(thread=True, exclusive=True, group="startup", exit_on_error=False)
+    def start_services(self) -> None:
+        self.service.open_store()
+        self.call_from_thread(self.refresh_sessions)
+        engine = self.service.load_engine()
+        self.post_message(EngineReady(engine.model_name, engine.backend_name, engine.backend.context_window))
+
+    @work(thread=True, exclusive=True, group="sessions", exit_on_error=False)
+    def refresh_sessions(self) -> None:
+        from sessions.queries import list_sessions
+
+        if self.service.store is None:
+            return
+        self.post_message(SessionsListed(list_sessions(self.service.store)))
+
+    @work(thread=True, exclusive=True, group="open-session", exit_on_error=False)
+    def load_session(self, session_id: str) -> None:
+        from sessions.queries import get_session
+
+        assert self.service.store is not None
+        if self.service.recorder is not None:
+            self.service.recorder.flush()
+        self.post_message(SessionLoaded(get_session(self.service.store, session_id)))
+
+    @work(thread=True, exclusive=True, group="submit", exit_on_error=False)
+    def submit_prompt(self, text: str) -> None:
+        self.service.send(text)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            err = event.worker.error
+            msg = f"{type(err).__name__}: {err}" if err else "unknown error"
+            if event.worker.group == "startup":
+                self.load_error = str(err)
+                self.query_one("#engine-line", Static).update(f"[b red]could not start:[/] {err}")
+                self.sub_title = f"{self.service.model} · failed"
+            self.notify(msg, title=f"{event.worker.group} failed", severity="error", timeout=8)
+
+    # ---- messages ----
+    def on_engine_ready(self, message: EngineReady) -> None:
+        self.engine_ready = True
+        self.sub_title = f"{message.model} · {message.backend}"
+        self.query_one("#engine-line", Static).update(
+            f"model {message.model}\nbackend {message.backend} · context {message.context_window}"
+        )
+
+    def on_sessions_listed(self, message: SessionsListed) -> None:
+        self.query_one(SessionsPanel).set_rows(message.rows)
+
+    @on(PromptSubmitted)
+    def handle_prompt(self, message: PromptSubmitted) -> None:
+        if not self.engine_ready:
+            self.notify("the model is still loading" if not self.load_error else self.load_error, severity="warning")
+            return
+        if self.service.active is not None and not self.service.active.done:
+            self.notify("a reply is still streaming; press esc to stop it", severity="warning")
+            return
+        chat = self.query_one(ChatPanel)
+        chat.add_message("user", message.text)
+        chat.start_reply()
+        latency = self.query_one(LatencyPanel)
+        latency.reset_reply()
+        self.stream_started_ns = time.perf_counter_ns()
+        self.first_token_seen = False
+        self.last_token_ns = None
+        self.submit_prompt(message.text)
+
+    def on_session_selected(self, message: SessionSelected) -> None:
+        if self.service.active is not None and not self.service.active.done:
+            self.notify("stop the current reply first (esc)", severity="warning")
+            return
+        self.load_session(message.session_id)
+
+    def on_session_loaded(self, message: SessionLoaded) -> None:
+        from sessions.queries import session_summary
+
+        s = message.session
+        self.service.reopen(s)
+        chat = self.query_one(ChatPanel)
+        chat.clear()
+        reqs = {r["id"]: r for r in s["requests"]}
+        for m in s["messages"]:
+            if m["role"] == "system":
+                continue
+            note = ""
+            r = reqs.get(m.get("request_id") or "")
+            if r is not None:
+                note = _note(r.get("ttft_ms"), r.get("output_tokens"), r.get("status"))
+            chat.add_message(m["role"], m["content"], note=note)
+        latency = self.query_one(LatencyPanel)
+        latency.reset_reply()
+        if s["requests"]:
+            last = s["requests"][-1]
+            latency.set_ttft(last.get("ttft_ms"))
+            latency.add_itl(last.get("itl_ms") or [])
+        self.session_ttft_ms = [r["ttft_ms"] for r in s["requests"] if r.get("ttft_ms") is not None]
+        summary = session_summary(s)
+        latency.set_session_stats(summary["p50_ttft_ms"], summary["p95_ttft_ms"], summary["output_tokens_per_s"], summary["requests"])
+        self.notify(f"session {s['id']} reopened: {len(s['messages'])} messages")
+
+    # ---- the stream, drained at ui.refresh_hz ----
+    def drain_events(self) -> None:
+        events = self.service.buffer.drain()
+        latency = self.query_one(LatencyPanel)
+        if not events:
+            if self.stream_started_ns is not None and not self.first_token_seen:
+                latency.waiting((time.perf_counter_ns() - self.stream_started_ns) / 1e6)
+            return
+        chat = self.query_one(ChatPanel)
+        active = self.service.active
+        rid = active.request_id if active is not None else None
+        text: list[str] = []
+        itl: list[float] = []
+        finished = None
+        with self.batch_update():
+            for ev in events:
+                if isinstance(ev, TokenEvent) and ev.request_id == rid:
+                    if ev.token_ids:
+                        if self.last_token_ns is not None:
+                            itl.append((ev.t_ns - self.last_token_ns) / 1e6)
+                        self.last_token_ns = ev.t_ns
+                    text.append(ev.text)
+                elif isinstance(ev, RequestStarted):
+                    continue
+                elif isinstance(ev, RequestFinished) and ev.request_id == rid:
+                    finished = ev.result
+            if text:
+                chat.append_reply("".join(text))
+            if not self.first_token_seen and active is not None and self.last_token_ns is not None:
+                self.first_token_seen = True
+                latency.set_ttft((self.last_token_ns - _arrival(active)) / 1e6 if _arrival(active) else None)
+            latency.add_itl(itl)
+            if finished is not None:
+                self._reply_done(finished)
+
+    def _reply_done(self, result) -> None:
+        m = result.metrics.to_dict()
+        self.last_result = result
+        self.service.finished(result.request_id, result.text)
+        chat = self.query_one(ChatPanel)
+        latency = self.query_one(LatencyPanel)
+        chat.end_reply(_note(m["ttft_ms"], m["output_tokens"], result.finish_reason, m["output_tokens_per_s"]))
+        latency.set_ttft(m["ttft_ms"])
+        if m["ttft_ms"] is not None:
+            self.session_ttft_ms.append(m["ttft_ms"])
+        if result.metrics.output_tokens > 1 and result.metrics.token_times_ns:
+            self.session_tokens += result.metrics.output_tokens - 1
+            self.session_gen_s += (result.metrics.token_times_ns[-1] - result.metrics.first_token_ns) / 1e9
+        from engine.types import percentile
+
+        latency.set_session_stats(
+            percentile(self.session_ttft_ms, 50), percentile(self.session_ttft_ms, 95),
+            self.session_tokens / self.session_gen_s if self.session_gen_s else None, len(self.session_ttft_ms),
+        )
+        self.stream_started_ns = None
+        if result.finish_reason == "error":
+            self.notify(result.error or "the request failed", severity="error")
+        self.refresh_sessions()
+
+    # ---- actions ----
+    def action_new_session(self) -> None:
+        if self.service.active is not None and not self.service.active.done:
+            self.notify("stop the current reply first (esc)", severity="warning")
+            return
+        self.service.new_session()
+        self.query_one(ChatPanel).clear()
+        self.query_one(LatencyPanel).reset_reply()
+        self.session_ttft_ms, self.session_tokens, self.session_gen_s = [], 0, 0.0
+        self.query_one(LatencyPanel).set_session_stats(None, None, None, 0)
+        self.query_one("#prompt").focus()
+
+    def action_cancel_reply(self) -> None:
+        if self.service.cancel():
+            self.notify("reply stopped; the partial text is kept")
+
+    def action_refresh_sessions(self) -> None:
+        self.refresh_sessions()
+
+    def action_copy_reply(self) -> None:
+        text = self.query_one(ChatPanel).last_reply
+        if text:
+            self.copy_to_clipboard(text)
+            self.notify("last reply copied")
+
+    def action_focus_sessions(self) -> None:
+        self.query_one("#sessions-table").focus()
+
+    def action_focus_prompt(self) -> None:
+        self.query_one("#prompt").focus()
+
+    async def action_quit(self) -> None:
+        self.service.cancel()
+        self.exit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for b in self.BINDINGS:
+            if isinstance(b, Binding) and b.action != "quit":
+                yield SystemCommand(b.description, b.tooltip or b.description, getattr(self, f"action_{b.action}"))
+
+
+def _arrival(handle) -> int | None:
+    try:
+        return handle._engine._states[handle.request_id].request.metrics.arrival_ns
+    except (KeyError, AttributeError):
+        return None
+
+
+def _note(ttft_ms, output_tokens, status, tps=None) -> str:
+    parts = []
+    if ttft_ms is not None:
+        parts.append(f"ttft {ttft_ms:.0f} ms")
+    if output_tokens:
+        parts.append(f"{output_tokens} tokens")
+    if tps:
+        parts.append(f"{tps:.1f} tok/s")
+    if status and status not in ("stop", "finished", "length"):
+        parts.append(status)
+    return " · ".join(parts)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from workbench.context import backend_name, config_for, db_path, model_name
+
+    app = WorkbenchApp(db_path=db_path(args), model=model_name(args), backend=backend_name(args), config=config_for(args))
+    try:
+        app.run()
+    finally:
+        app.service.close()
+    return 0

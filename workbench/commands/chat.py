@@ -1,0 +1,149 @@
+"""`workbench chat`: one turn with the model, streamed to stdout and recorded as a session."""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("chat", parents=[common], help="one chat turn, streamed and recorded as a session")
+    p.add_argument("--prompt", required=True, metavar="TEXT", help="the user message ('-' reads it from stdin)")
+    p.add_argument("--system", metavar="TEXT", default=None, help="system prompt (default from config)")
+    p.add_argument("--max-tokens", type=int, default=None, metavar="N")
+    p.add_argument("--temperature", type=float, default=None, metavar="T")
+    p.add_argument("--top-p", type=float, default=None, metavar="P")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    p.set_defaults(func=run)
+
+
+class _StoreOpener(threading.Thread):
+    """Open DuckDB while the model loads: both take a noticeable share of cold start."""
+
+    def __init__(self, args: argparse.Namespace):
+        super().__init__(name="store-open", daemon=True)
+        self.args = args
+        self.store = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from workbench.context import open_store
+
+        try:
+            self.store = open_store(self.args)
+        except BaseException as e:
+            self.error = e
+
+    def result(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.store
+
+
+def run(args: argparse.Namespace) -> int:
+    from workbench.cli import CliError
+    from workbench.context import config_for
+
+    cfg = config_for(args)["chat"]
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        raise CliError("empty prompt: give some text with --prompt (or on stdin with --prompt -)")
+    system = cfg["system_prompt"] if args.system is None else args.system
+
+    from engine import SamplingParams
+
+    params = SamplingParams(
+        max_tokens=args.max_tokens if args.max_tokens is not None else cfg["max_tokens"],
+        temperature=args.temperature if args.temperature is not None else cfg["temperature"],
+        top_p=args.top_p if args.top_p is not None else cfg["top_p"],
+        seed=args.seed,
+    )
+    opener = _StoreOpener(args)
+    opener.start()
+    from workbench.context import load_engine
+
+    try:
+        engine = load_engine(args)
+    except BaseException:
+        store = opener.result() if opener.error is None else None
+        if store is not None:
+            store.close()
+        raise
+    try:
+        store = opener.result()
+    except BaseException:
+        engine.close()
+        raise
+    try:
+        return _chat(args, engine, store, prompt, system, params)
+    finally:
+        engine.close()
+        store.close()
+
+
+def _chat(args, engine, store, prompt: str, system: str, params) -> int:
+    from sessions.recorder import Recorder
+
+    recorder = Recorder(store)
+    engine.add_listener(recorder.on_event)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    sid = recorder.new_session("chat", model=engine.model_name, backend=engine.backend_name,
+                               title=prompt.strip().splitlines()[0][:80], system_prompt=system or None)
+    recorder.step_session_id = sid
+    if system:
+        recorder.add_message(sid, "system", system)
+    recorder.add_message(sid, "user", prompt)
+    handle = None
+    interrupted = False
+    try:
+        handle = engine.submit(messages, params, tags={"session_id": sid, "assistant_message": True})
+        for ev in handle:
+            if not args.json and ev.text:
+                sys.stdout.write(ev.text)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        interrupted = True
+        if handle is not None:
+            handle.cancel()
+    result = handle.result(timeout=30) if handle is not None else None
+    engine.remove_listener(recorder.on_event)
+    recorder.flush()
+    recorder.close()
+    if result is None:
+        return 130
+    m = result.metrics.to_dict()
+    if args.json:
+        from workbench.context import print_json
+
+        print_json({
+            "session_id": sid,
+            "request_id": result.request_id,
+            "model": engine.model_name,
+            "backend": engine.backend_name,
+            "text": result.text,
+            "finish_reason": result.finish_reason,
+            "error": result.error,
+            "metrics": m,
+        })
+    else:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        tps = m["output_tokens_per_s"]
+        print(
+            f"[{result.finish_reason}] ttft {_f(m['ttft_ms'])} ms · tpot {_f(m['tpot_ms'])} ms · "
+            f"{m['output_tokens']} tokens · {_f(tps)} tok/s · session {sid}",
+            file=sys.stderr,
+        )
+    if result.finish_reason == "error":
+        print(f"workbench: error: {result.error}", file=sys.stderr)
+        return 2
+    if interrupted:
+        print("workbench: interrupted; the partial reply is saved", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _f(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
