@@ -3,7 +3,6 @@ arrive, and the session's p50/p95 TTFT and tokens/s."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Digits, Label, Sparkline, Static
 
@@ -26,13 +25,12 @@ class LatencyPanel(Widget):
         self.session_stats: dict = {}
 
     def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label("time to first token (ms)", classes="panel-title")
-            yield Digits("-", id="ttft-digits")
-            yield Label("inter-token latency (ms)", classes="panel-title")
-            yield Sparkline([], id="itl-spark", summary_function=max)
-            yield Static("", id="itl-line")
-            yield Static("", id="session-line")
+        yield Label("time to first token (ms)", classes="panel-title")
+        yield Digits("-", id="ttft-digits")
+        yield Label("inter-token latency (ms)", classes="panel-title")
+        yield Sparkline([], id="itl-spark", summary_function=max)
+        yield Static("", id="itl-line")
+        yield Static("", id="session-line")
 
     # ---- updates (called by the app's drain timer, never per token) ----
     def waiting(self, elapsed_ms: float) -> None:

@@ -11,11 +11,12 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
-from engine.types import RequestFinished, RequestStarted, TokenEvent
+from engine.types import RequestFinished, RequestStarted, StepEvent, TokenEvent
 from panels.chat import ChatPanel
+from panels.engine_panel import EnginePanel
 from panels.latency import LatencyPanel
 from panels.messages import EngineReady, PromptSubmitted, SessionLoaded, SessionSelected, SessionsListed
 from panels.sessions_list import SessionsPanel
@@ -64,7 +65,7 @@ class WorkbenchApp(App):
             yield ChatPanel(id="chat-panel")
             with Vertical(id="side"):
                 yield LatencyPanel(id="latency-panel")
-                yield Static("loading model…", id="engine-line")
+                yield EnginePanel(id="engine-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -77,9 +78,18 @@ class WorkbenchApp(App):
     # ---- workers ----
     @work(thread=True, exclusive=True, group="startup", exit_on_error=False)
     def start_services(self) -> None:
-        self.service.open_store()
-        self.call_from_thread(self.refresh_sessions)
-        engine = self.service.load_engine()
+        from engine.types import EngineError
+        from sessions.errors import SessionsError
+
+        try:
+            self.service.open_store()
+            self.call_from_thread(self.refresh_sessions)
+            engine = self.service.load_engine()
+        except (EngineError, SessionsError) as e:
+            # a user error (busy database, bad model path): leave with one line, like the CLI
+            self.load_error = str(e)
+            self.call_from_thread(self.exit, None, 2, f"workbench: error: {e}")
+            return
         self.post_message(EngineReady(engine.model_name, engine.backend_name, engine.backend.context_window))
 
     @work(thread=True, exclusive=True, group="sessions", exit_on_error=False)
@@ -109,7 +119,7 @@ class WorkbenchApp(App):
             msg = f"{type(err).__name__}: {err}" if err else "unknown error"
             if event.worker.group == "startup":
                 self.load_error = str(err)
-                self.query_one("#engine-line", Static).update(f"[b red]could not start:[/] {err}")
+                self.query_one(EnginePanel).set_header(f"could not start: {err}")
                 self.sub_title = f"{self.service.model} · failed"
             self.notify(msg, title=f"{event.worker.group} failed", severity="error", timeout=8)
 
@@ -117,9 +127,10 @@ class WorkbenchApp(App):
     def on_engine_ready(self, message: EngineReady) -> None:
         self.engine_ready = True
         self.sub_title = f"{message.model} · {message.backend}"
-        self.query_one("#engine-line", Static).update(
-            f"model {message.model}\nbackend {message.backend} · context {message.context_window}"
-        )
+        panel = self.query_one(EnginePanel)
+        panel.set_header(f"model {message.model}\nbackend {message.backend} · context {message.context_window}")
+        if self.service.engine is not None:
+            panel.set_stats(self.service.engine.stats())
 
     def on_sessions_listed(self, message: SessionsListed) -> None:
         self.query_one(SessionsPanel).set_rows(message.rows)
@@ -188,6 +199,7 @@ class WorkbenchApp(App):
         rid = active.request_id if active is not None else None
         text: list[str] = []
         itl: list[float] = []
+        steps: list[StepEvent] = []
         finished = None
         with self.batch_update():
             for ev in events:
@@ -197,6 +209,8 @@ class WorkbenchApp(App):
                             itl.append((ev.t_ns - self.last_token_ns) / 1e6)
                         self.last_token_ns = ev.t_ns
                     text.append(ev.text)
+                elif isinstance(ev, StepEvent):
+                    steps.append(ev)
                 elif isinstance(ev, RequestStarted):
                     continue
                 elif isinstance(ev, RequestFinished) and ev.request_id == rid:
@@ -207,6 +221,8 @@ class WorkbenchApp(App):
                 self.first_token_seen = True
                 latency.set_ttft((self.last_token_ns - _arrival(active)) / 1e6 if _arrival(active) else None)
             latency.add_itl(itl)
+            if steps and self.is_panel_visible("#engine-panel"):
+                self.query_one(EnginePanel).add_steps(steps)
             if finished is not None:
                 self._reply_done(finished)
 
@@ -230,9 +246,18 @@ class WorkbenchApp(App):
             self.session_tokens / self.session_gen_s if self.session_gen_s else None, len(self.session_ttft_ms),
         )
         self.stream_started_ns = None
+        if self.service.engine is not None:
+            self.query_one(EnginePanel).set_stats(self.service.engine.stats())
         if result.finish_reason == "error":
             self.notify(result.error or "the request failed", severity="error")
         self.refresh_sessions()
+
+    def is_panel_visible(self, selector: str) -> bool:
+        """Hidden panels are not updated (their data catches up when shown)."""
+        try:
+            return self.query_one(selector).display
+        except Exception:
+            return False
 
     # ---- actions ----
     def action_new_session(self) -> None:
@@ -304,4 +329,4 @@ def run_app(args: argparse.Namespace) -> int:
         app.run()
     finally:
         app.service.close()
-    return 0
+    return app.return_code or 0

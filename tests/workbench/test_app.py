@@ -109,3 +109,12 @@ async def test_every_binding_has_id_tooltip_and_palette_command(db_path):
                 assert b.description in titles
         await wait_until(pilot, lambda: app.engine_ready)
     app.service.close()
+
+
+async def test_bad_model_path_exits_with_one_line(tmp_path, db_path):
+    app = WorkbenchApp(db_path=db_path, model=str(tmp_path / "missing.gguf"), backend="auto", config=_config())
+    async with app.run_test() as pilot:
+        await wait_until(pilot, lambda: app.return_code is not None, timeout=30)
+    app.service.close()
+    assert app.return_code == 2
+    assert "does not exist" in app.load_error
