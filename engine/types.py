@@ -104,10 +104,10 @@ class RequestMetrics:
 
     @property
     def tpot_s(self) -> float | None:
+        """(e2e - ttft) / (output_tokens - 1), the house (and vLLM) definition."""
         if self.output_tokens < 2 or self.finished_ns is None or self.first_token_ns is None:
             return None
-        last = self.token_times_ns[-1] if self.token_times_ns else self.finished_ns
-        return (last - self.first_token_ns) / 1e9 / (self.output_tokens - 1)
+        return (self.finished_ns - self.first_token_ns) / 1e9 / (self.output_tokens - 1)
 
     @property
     def queue_time_s(self) -> float | None:

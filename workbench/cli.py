@@ -12,6 +12,12 @@ import sys
 COMMAND_MODULES = [
     "workbench.commands.chat",
     "workbench.commands.sessions_cmd",
+    "workbench.commands.traces_cmd",
+    "workbench.commands.bench_cmd",
+    "workbench.commands.report_cmd",
+    "workbench.commands.serve_cmd",
+    "workbench.commands.cache_cmd",
+    "workbench.commands.budget_cmd",
 ]
 
 EXIT_USER_ERROR = 2

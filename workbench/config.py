@@ -35,6 +35,46 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     # action id -> key; see the app's BINDINGS for the ids
     "keymap": {},
+    "serve": {
+        "host": "127.0.0.1",
+        "port": 8000,
+        "max_queue": 64,  # requests queued or running before new ones get 429
+        "max_tokens": 512,  # for chat requests that give no max_tokens
+    },
+    "semantic_cache": {
+        "enabled": True,
+        "threshold": 0.88,  # cosine similarity a hit needs; `workbench cache eval` shows the trade-off
+        "ttl_s": 604800.0,  # entries older than this are not served (<= 0: never expire)
+        "max_entries": 100000,  # past this, the least recently used entries are evicted
+        "cache_sampled": False,  # also cache requests with temperature > 0
+        "audit_rate": 0.0,  # share of hits generated anyway to record whether the answer differed
+    },
+    "budget": {
+        "output_reserve": 512,  # tokens kept for the answer when a call does not give max_tokens
+        "default_context_window": 128000,  # remote models not listed in context_windows
+        # model name prefix -> context window, for models whose engine is not loaded here
+        "context_windows": {"gpt-4o": 128000, "gpt-4.1": 1047576, "o3": 200000, "o4-mini": 200000,
+                            "claude": 200000, "gemini": 1048576, "llama-3": 131072, "qwen2.5": 32768},
+        "fallback_tokenizer": "smollm2-135m",  # counts for models whose tokenizer is not local
+        "retrieval_tools": ["search", "retriev", "lookup_doc", "query_docs", "knowledge", "rag"],
+        "tool_results_max_share": 0.25,  # warn when one call's tool results exceed this share of the window
+        "tool_definitions_max_share": 0.10,
+        "long_context_tokens": 4096,  # warn when this many tokens come before the question
+        "repeat_chunk_chars": 200,  # chunk size for repeated-content hashes
+        "repeat_min_chars": 16,
+        "repeat_min_tokens": 16,  # wasted tokens before a repeat is flagged
+        # per-category caps in tokens (0 or absent = no cap), e.g. tool_results = 2000, history = 4000
+        "caps": {},
+    },
+    "routing": {
+        "enabled": False,  # narrow the tools sent with each call to the top-k for the user turn
+        "k": 5,
+        # best score below this: no tool fits, none are sent. Calibrated on sessions/data/routing_queries.jsonl
+        # (highest threshold keeping 98% of tool queries); `workbench route eval` refits it
+        "abstain_threshold": 0.2,
+        "lexical_weight": 0.3,  # weight of the keyword-overlap half of the hybrid score
+        "embedding_model": "all-MiniLM-L6-v2",
+    },
 }
 
 ENV_OVERRIDES = {

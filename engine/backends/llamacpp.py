@@ -25,6 +25,11 @@ class LlamaCppBackend(Backend):
         speculation: str = "auto",
         **_: Any,
     ):
+        # llama.cpp's OpenMP workers spin at barriers by default; when the cores are shared
+        # (another process, a busy UI thread) a descheduled spinner stretched a 40-token
+        # prefill from 0.5 s to 8 s here. Passive waits cost little and never do that.
+        # Must be set before llama_cpp loads libgomp; a user's own setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             from llama_cpp import Llama
         except ImportError as e:  # pragma: no cover - depends on the install

@@ -1,0 +1,90 @@
+"""LangSmith runs (the run data format: id, trace_id, parent_run_id, run_type, start_time,
+end_time, inputs, outputs, error, events), as a JSON array, {"runs": [...]} or JSONL; one trace per trace_id."""
+from __future__ import annotations
+
+from typing import Any
+
+from sessions.traces.importers.common import need, parse_time_ns, result_text
+from sessions.traces.importers.spans import chat_messages, order_spans, output_messages
+from sessions.traces.model import INPUT_TOKENS, OPERATION, OUTPUT_TOKENS, REQUEST_MODEL, TOOL_NAME, Span, ToolCall, Trace
+
+NAME = "langsmith"
+_KIND = {"llm": "llm", "chat_model": "llm", "tool": "tool", "retriever": "retrieval", "chain": "agent"}
+_OP = {"llm": "chat", "tool": "execute_tool", "agent": "invoke_agent"}
+
+
+def _runs(doc: Any) -> list | None:
+    if isinstance(doc, dict) and isinstance(doc.get("runs"), list):
+        doc = doc["runs"]
+    if isinstance(doc, list) and doc and all(isinstance(r, dict) and "run_type" in r and "id" in r for r in doc[:5]):
+        return doc
+    return None
+
+
+def detect(doc: Any) -> bool:
+    return _runs(doc) is not None
+
+
+def parse(doc: Any) -> list[Trace]:
+    base = "$.runs" if isinstance(doc, dict) else "$"
+    groups: dict[str, list[Span]] = {}
+    names: dict[str, str] = {}
+    for i, r in enumerate(_runs(doc) or []):
+        w = f"{base}[{i}]"
+        s = _span(r, w)
+        tid = str(r.get("trace_id") or (str(r.get("dotted_order", "")).split(".")[0][-36:] or r["id"]))
+        groups.setdefault(tid, []).append(s)
+        if not r.get("parent_run_id"):
+            names[tid] = s.name
+    traces = []
+    for tid, spans in groups.items():
+        t = Trace("", NAME, names.get(tid, tid), source_key=tid, attributes={"langsmith.trace_id": tid})
+        t.spans = order_spans(spans)
+        traces.append(t)
+    return traces
+
+
+def _span(r: dict, w: str) -> Span:
+    run_type = need(r, "run_type", w, str)
+    kind = _KIND.get(run_type, "other")
+    if kind == "agent" and r.get("parent_run_id"):
+        kind = "other"  # only the root chain is the agent; inner chains are plumbing
+    name = str(r.get("name") or run_type)
+    attrs: dict[str, Any] = {"langsmith.run_type": run_type}
+    if kind in _OP:
+        attrs[OPERATION] = _OP[kind]
+    error = r.get("error")
+    s = Span(str(r["id"]), kind, name, str(r["parent_run_id"]) if r.get("parent_run_id") else None,
+             start_ns=parse_time_ns(r.get("start_time"), f"{w}.start_time"),
+             end_ns=parse_time_ns(r.get("end_time"), f"{w}.end_time"),
+             status="error" if error or r.get("status") == "error" else "ok", attributes=attrs)
+    if error:
+        attrs["error.message"] = str(error)[:2000]
+    if kind == "llm":
+        meta = ((r.get("extra") or {}).get("metadata") or {}) if isinstance(r.get("extra"), dict) else {}
+        model = meta.get("ls_model_name") or ((r.get("extra") or {}).get("invocation_params") or {}).get("model")
+        if model:
+            attrs[REQUEST_MODEL] = model
+        if r.get("prompt_tokens") is not None:
+            attrs[INPUT_TOKENS] = r["prompt_tokens"]
+        if r.get("completion_tokens") is not None:
+            attrs[OUTPUT_TOKENS] = r["completion_tokens"]
+        s.first_token_ns = _first_token(r, w)
+        s.input_messages = chat_messages(r.get("inputs"), f"{w}.inputs")
+        s.output_messages = output_messages(r.get("outputs"), f"{w}.outputs")
+    elif kind == "tool":
+        attrs[TOOL_NAME] = name
+        outputs = r.get("outputs")
+        if isinstance(outputs, dict) and set(outputs) == {"output"}:
+            outputs = outputs["output"]
+        s.tool_call = ToolCall(None, name, r.get("inputs"), result_text(outputs))
+    return s
+
+
+def _first_token(r: dict, w: str) -> int | None:
+    if r.get("first_token_time"):
+        return parse_time_ns(r["first_token_time"], f"{w}.first_token_time")
+    for j, ev in enumerate(r.get("events") or []):  # streamed runs log each token as an event
+        if isinstance(ev, dict) and ev.get("name") == "new_token":
+            return parse_time_ns(ev.get("time"), f"{w}.events[{j}].time")
+    return None

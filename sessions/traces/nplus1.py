@@ -1,0 +1,361 @@
+"""Sentry-style detectors over a trace's tool spans: N+1 (a run of calls to one tool that differ
+only in parameter values), redundant calls (same call, same result) and loops (a call sequence repeating)."""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sessions.traces.model import Span, Trace
+
+REQUESTED_BY = "workbench.requested_by"
+
+
+@dataclass(slots=True)
+class NPlusOneSettings:
+    min_repeats: int = 3  # calls in the run
+    min_total_ms: float = 50.0  # summed tool time of the run; traces without timings skip this test
+    # argument keys whose string is a command line, parameterized token by token rather than whole
+    command_keys: tuple[str, ...] = ("command", "cmd", "code", "script")
+
+
+@dataclass(slots=True)
+class RedundantSettings:
+    min_repeats: int = 2  # identical calls with identical results
+    min_total_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class LoopSettings:
+    min_repeats: int = 3  # iterations of the repeating sequence
+    max_period_calls: int = 6  # longest sequence looked for
+    min_period_calls: int = 2  # a period of 1 is a redundant call, not a loop
+
+
+@dataclass(slots=True)
+class DetectorSettings:
+    nplus1: NPlusOneSettings = field(default_factory=NPlusOneSettings)
+    redundant: RedundantSettings = field(default_factory=RedundantSettings)
+    loop: LoopSettings = field(default_factory=LoopSettings)
+
+
+@dataclass(slots=True)
+class Finding:
+    kind: str  # n_plus_one | redundant | loop
+    trace_id: str
+    tool: str
+    count: int
+    total_ms: float | None  # None without timings
+    saved_ms_estimate: float | None
+    estimate_method: str
+    span_ids: list[str]
+    fingerprint: str
+    signature: str
+    dispatch: str  # sequential | fan_out | unknown
+    timings: str  # full | durations | none
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+# ---- parameterizing arguments (ids, numbers, quoted strings -> ?) ----
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"(\s*:)?')  # a key when followed by ":"
+_JSON_NUMBER = re.compile(r"(?<![\w\"])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_CMD_TOKENS = re.compile(
+    r"'[^']*'|\"[^\"]*\""  # quoted strings
+    r"|\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"  # uuids
+    r"|(?<!\S)[\w.~-]*[/.][\w./~-]+(?!\S)"  # paths and file names
+    r"|\b0x[0-9a-fA-F]+\b|\b\d+(?:\.\d+)?\b"  # numbers
+)
+_REPEATED_PARAMS = re.compile(r"\?(?:[\s,]+\?)+")
+
+
+# one encoder for all calls: json.dumps(**options) builds a new one each time
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def canonical(arguments: Any) -> str:
+    if isinstance(arguments, str):
+        return arguments
+    return _CANONICAL.encode(arguments)
+
+
+def parameterize_command(text: str) -> str:
+    return _REPEATED_PARAMS.sub("?", _CMD_TOKENS.sub("?", text.strip()))
+
+
+def parameterize(arguments: Any, exact: str, command_keys: tuple[str, ...]) -> str:
+    """The shape of a call's arguments with every value replaced by `?`: keys stay, values go.
+    Command-line strings keep their words and lose their operands (`cat ?`, `grep -n ? ?`)."""
+    if isinstance(arguments, str):
+        return parameterize_command(arguments)
+    if isinstance(arguments, dict) and not arguments.keys().isdisjoint(command_keys):
+        parts = []
+        for k in sorted(arguments):
+            v = arguments[k]
+            if k in command_keys and isinstance(v, str):
+                parts.append(f"{k}={parameterize_command(v)}")
+            else:
+                parts.append(f"{k}={parameterize(v, canonical(v), command_keys)}")
+        return "{" + ",".join(parts) + "}"
+    # a list of values is one parameter however long it is, as Sentry collapses `IN (?, ?, ?)`
+    sig = _JSON_NUMBER.sub("?", _JSON_STRING.sub(_keep_keys, exact)).replace("true", "?").replace("false", "?")
+    return _REPEATED_PARAMS.sub("?", sig) if "?," in sig else sig
+
+
+def _keep_keys(m: re.Match) -> str:
+    return m.group(0) if m.group(1) else "?"
+
+
+def fingerprint(kind: str, tool: str, signature: str) -> str:
+    return hashlib.sha1(f"{kind}\0{tool}\0{signature}".encode()).hexdigest()[:16]
+
+
+# ---- the tool calls of a trace, prepared once for all detectors ----
+
+
+@dataclass(slots=True)
+class ToolCallView:
+    span: Span
+    tool: str
+    exact: str  # tool + canonical arguments
+    signature: str  # tool + parameterized arguments
+    result: str | None
+
+
+def tool_calls(trace: Trace, command_keys: tuple[str, ...]) -> list[ToolCallView]:
+    out = []
+    for s in sorted((s for s in trace.spans if s.kind == "tool"), key=lambda s: s.seq):
+        tool = s.tool_name or s.name
+        args = s.tool_call.arguments if s.tool_call else None
+        exact = canonical(args)
+        out.append(ToolCallView(s, tool, f"{tool}\0{exact}", parameterize(args, exact, command_keys),
+                                s.tool_call.result if s.tool_call else None))
+    return out
+
+
+def _ms(ns: int | None) -> float | None:
+    return None if ns is None else ns / 1e6
+
+
+def _timing(spans: list[Span]) -> tuple[str, float | None, float | None]:
+    """(timings, total_ms, slowest_ms): full = start and end known, durations = only how long."""
+    durs = [s.duration for s in spans]
+    if any(d is None for d in durs):
+        return "none", None, None
+    full = all(s.start_ns is not None and s.end_ns is not None for s in spans)
+    return ("full" if full else "durations"), sum(durs) / 1e6, max(durs) / 1e6
+
+
+def _dispatch(spans: list[Span], timings: str) -> str:
+    if timings == "full":
+        ordered = sorted(spans, key=lambda s: s.start_ns)
+        overlap = any(b.start_ns < a.end_ns for a, b in zip(ordered, ordered[1:]))
+        return "fan_out" if overlap else "sequential"
+    askers = [s.attributes.get(REQUESTED_BY) for s in spans]
+    if all(a is not None for a in askers):
+        return "fan_out" if len(set(askers)) < len(askers) else "sequential"
+    return "sequential" if timings == "durations" else "unknown"
+
+
+# ---- detectors ----
+
+
+class NPlusOneDetector:
+    """Consecutive calls to one tool with the same parameterized arguments but different values;
+    LLM turns between them are allowed (that is the agent loop), another tool call is not."""
+
+    kind = "n_plus_one"
+
+    def __init__(self, settings: NPlusOneSettings | None = None):
+        self.settings = settings or NPlusOneSettings()
+
+    def detect(self, trace: Trace, calls: list[ToolCallView]) -> list[Finding]:
+        findings = []
+        index: _LlmIndex | None = None
+        i = 0
+        while i < len(calls):
+            j = i + 1
+            while j < len(calls) and calls[j].tool == calls[i].tool and calls[j].signature == calls[i].signature:
+                j += 1
+            run = calls[i:j]
+            i = j
+            if len(run) < self.settings.min_repeats or len({c.exact for c in run}) < 2:
+                continue  # too few, or all identical (that is a redundant call, reported apart)
+            index = index or _LlmIndex(trace)
+            f = self._finding(trace, run, index)
+            if f is not None:
+                findings.append(f)
+        return findings
+
+    def _finding(self, trace: Trace, run: list[ToolCallView], index: "_LlmIndex") -> Finding | None:
+        spans = [c.span for c in run]
+        timings, total, slowest = _timing(spans)
+        if total is not None and total < self.settings.min_total_ms:
+            return None
+        dispatch = _dispatch(spans, timings)
+        saved, method = _estimate(index, spans, timings, total, slowest, dispatch)
+        tool = run[0].tool
+        return Finding(self.kind, trace.trace_id, tool, len(run), total, saved, method, [s.span_id for s in spans],
+                       fingerprint(self.kind, tool, run[0].signature), run[0].signature, dispatch, timings)
+
+
+def _estimate(index: "_LlmIndex", spans: list[Span], timings: str, total: float | None, slowest: float | None,
+              dispatch: str) -> tuple[float | None, str]:
+    if total is None:
+        return None, "no timings in this trace: judged on the call count alone, no time estimate"
+    if dispatch == "fan_out":
+        wall = (max(s.end_ns for s in spans) - min(s.start_ns for s in spans)) / 1e6 if timings == "full" else total
+        saved = max(0.0, wall - slowest)
+        return saved, (f"calls already overlap; one batched call would take about as long as the slowest "
+                       f"({slowest:.1f} ms): wall time {wall:.1f} ms minus slowest")
+    saved = total - slowest
+    method = (f"parallel dispatch or one batched call takes about as long as the slowest call: "
+              f"sum of {len(spans)} call times {total:.1f} ms minus slowest {slowest:.1f} ms")
+    rounds = _llm_round_trips_ms(index, spans)
+    if rounds is not None and rounds[0]:
+        saved += rounds[1]
+        method += f"; plus {rounds[0]} LLM turn(s) that only asked for the next call ({rounds[1]:.1f} ms)"
+    if timings == "durations":
+        method += " (the format records durations only; calls assumed one per step)"
+    return saved, method
+
+
+class _LlmIndex:
+    """The trace's LLM spans by id and by start time, built once per trace (not per finding)."""
+
+    def __init__(self, trace: Trace):
+        llm = [s for s in trace.spans if s.kind == "llm"]
+        self.by_id = {s.span_id: s for s in llm}
+        timed = sorted((s for s in llm if s.start_ns is not None and s.end_ns is not None), key=lambda s: s.start_ns)
+        self.timed = timed
+        self.starts = [s.start_ns for s in timed]
+
+
+def _llm_round_trips_ms(index: _LlmIndex, spans: list[Span]) -> tuple[int, float] | None:
+    """LLM spans that asked for the 2nd..Nth call: a batched call would not need them."""
+    askers = [s.attributes.get(REQUESTED_BY) for s in spans]
+    if any(a is None for a in askers):
+        return _llm_between_ms(index, spans)
+    extra = list(dict.fromkeys(askers))[1:]
+    if not extra:
+        return 0, 0.0
+    by_id = index.by_id
+    durs = [by_id[a].duration for a in extra if a in by_id]
+    if len(durs) != len(extra) or any(d is None for d in durs):
+        return None
+    return len(extra), sum(durs) / 1e6
+
+
+def _llm_between_ms(index: _LlmIndex, spans: list[Span]) -> tuple[int, float] | None:
+    """Formats without the asking span (OTLP, Langfuse, LangSmith): the LLM calls that ran
+    between the run's calls, beside them in the tree, are the agent asking for the next one."""
+    if any(s.start_ns is None or s.end_ns is None for s in spans):
+        return None
+    lo = min(s.end_ns for s in spans)
+    hi = max(s.start_ns for s in spans)
+    parents = {s.parent_id for s in spans}
+    between = [s for s in index.timed[bisect.bisect_left(index.starts, lo):bisect.bisect_right(index.starts, hi)]
+               if s.parent_id in parents and s.end_ns <= hi]
+    return len(between), sum(s.end_ns - s.start_ns for s in between) / 1e6
+
+
+class RedundantCallDetector:
+    """The same call (tool and canonical arguments) made again with the same result. A repeat whose
+    result differs (tests re-run after an edit) observed new state and is not redundant."""
+
+    kind = "redundant"
+
+    def __init__(self, settings: RedundantSettings | None = None):
+        self.settings = settings or RedundantSettings()
+
+    def detect(self, trace: Trace, calls: list[ToolCallView]) -> list[Finding]:
+        groups: dict[tuple[str, str | None], list[ToolCallView]] = {}
+        for c in calls:
+            groups.setdefault((c.exact, c.result), []).append(c)
+        findings = []
+        for group in groups.values():
+            if len(group) < self.settings.min_repeats:
+                continue
+            spans = [c.span for c in group]
+            timings, total, _ = _timing(spans)
+            if total is not None and total < self.settings.min_total_ms:
+                continue
+            first = _ms(spans[0].duration)
+            saved = None if total is None or first is None else total - first
+            method = ("no timings in this trace: judged on the call count alone, no time estimate" if saved is None else
+                      f"reuse the first call's result: the {len(spans) - 1} repeat(s) cost {saved:.1f} ms")
+            tool = group[0].tool
+            findings.append(Finding(self.kind, trace.trace_id, tool, len(group), total, saved, method,
+                                    [s.span_id for s in spans], fingerprint(self.kind, tool, group[0].signature),
+                                    group[0].signature, _dispatch(spans, timings), timings))
+        return findings
+
+
+class LoopDetector:
+    """A sequence of 2..max_period_calls calls (exact arguments) that repeats back to back at least
+    min_repeats times: the agent is going round in circles."""
+
+    kind = "loop"
+
+    def __init__(self, settings: LoopSettings | None = None):
+        self.settings = settings or LoopSettings()
+
+    def detect(self, trace: Trace, calls: list[ToolCallView]) -> list[Finding]:
+        ids: dict[str, int] = {}
+        seq = [ids.setdefault(c.exact, len(ids)) for c in calls]
+        covered = [False] * len(seq)
+        findings = []
+        for p in range(self.settings.min_period_calls, self.settings.max_period_calls + 1):
+            j = 0
+            while j + p < len(seq):
+                if seq[j] != seq[j + p]:
+                    j += 1
+                    continue
+                k = j
+                while k + p < len(seq) and seq[k] == seq[k + p]:
+                    k += 1
+                start, length = j, (k - j) + p
+                repeats = length // p
+                j = k
+                block = seq[start:start + p]
+                if repeats < self.settings.min_repeats or len(set(block)) < 2 or _has_shorter_period(block):
+                    continue
+                if any(covered[start:start + repeats * p]):
+                    continue
+                for n in range(start, start + repeats * p):
+                    covered[n] = True
+                findings.append(self._finding(trace, calls[start:start + repeats * p], p, repeats))
+        return findings
+
+    def _finding(self, trace: Trace, calls: list[ToolCallView], period: int, repeats: int) -> Finding:
+        spans = [c.span for c in calls]
+        timings, total, _ = _timing(spans)
+        saved = None if total is None else total * (repeats - 1) / repeats
+        method = ("no timings in this trace: judged on the repeat count alone, no time estimate" if saved is None else
+                  f"stop after the first of {repeats} identical iterations: {repeats - 1}/{repeats} of {total:.1f} ms")
+        tool = " → ".join(c.tool for c in calls[:period])
+        signature = " → ".join(c.signature for c in calls[:period])
+        return Finding(self.kind, trace.trace_id, tool, repeats, total, saved, method, [s.span_id for s in spans],
+                       fingerprint(self.kind, tool, signature), signature, _dispatch(spans, timings), timings)
+
+
+def _has_shorter_period(block: list[int]) -> bool:
+    n = len(block)
+    return any(n % q == 0 and block == block[:q] * (n // q) for q in range(1, n))
+
+
+def detect(trace: Trace, settings: DetectorSettings | None = None) -> list[Finding]:
+    """All findings of one trace: N+1 runs, loops, then redundant calls not already inside a loop."""
+    settings = settings or DetectorSettings()
+    calls = tool_calls(trace, settings.nplus1.command_keys)
+    findings = NPlusOneDetector(settings.nplus1).detect(trace, calls)
+    loops = LoopDetector(settings.loop).detect(trace, calls)
+    in_loop = {sid for f in loops for sid in f.span_ids}
+    redundant = [f for f in RedundantCallDetector(settings.redundant).detect(trace, calls)
+                 if not set(f.span_ids) <= in_loop]
+    return findings + loops + redundant

@@ -1,0 +1,140 @@
+"""The bench client through the openai backend, against a real HTTP server in its own process
+that streams pre-made tokens at a fixed rate and tells the true send times."""
+import importlib.util
+import socket
+import statistics
+from pathlib import Path
+
+import pytest
+
+from engine import Engine, EngineError
+from sessions.bench import BenchConfig, run_bench
+from sessions.report import build_report, load_run
+from sessions.store import Store
+
+PERF = Path(__file__).resolve().parents[1] / "perf" / "bench_client_overhead.py"
+TTFT_MS, ITL_MS, TOKENS = 40.0, 10.0, 12
+
+
+def _perf_module():
+    spec = importlib.util.spec_from_file_location("bench_client_overhead", PERF)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def fixed_rate():
+    mod = _perf_module()
+    proc, url = mod.start_server(TTFT_MS, ITL_MS, TOKENS)
+    yield mod, url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "bench.duckdb")
+    yield s
+    s.close()
+
+
+def test_measured_times_match_the_servers_send_times(fixed_rate, store):
+    mod, url = fixed_rate
+    engine = Engine.load(backend="openai", base_url=url)
+    try:
+        assert engine.model_name == "fixed-rate"  # the server's first listed model
+        out = run_bench(engine, store, BenchConfig(num_requests=16, concurrency=8, max_tokens=TOKENS, base_url=url))
+    finally:
+        engine.close()
+    assert out.status == "finished" and out.completed == 16
+    truth = mod.fetch_truth(url)
+    data = load_run(store, out.run_id)
+    remote = dict(store.execute("SELECT request_id, remote_id FROM bench_requests WHERE run_id = ?", [out.run_id]).fetchall())
+    lag, itl_err, ttft_err = [], [], []
+    for r in data.records:
+        t = truth[remote[r.request_id]]
+        assert r.output_tokens == TOKENS and len(r.token_times_ns) == TOKENS
+        assert r.prompt_tokens == 7  # from the server's usage chunk
+        sends = t["sends"]
+        lag += [(c - s) / 1e6 for c, s in zip(r.token_times_ns, sends)]
+        itl_err += [abs(m - (b - a) / 1e6) for m, a, b in zip(r.itl_ms, sends, sends[1:])]
+        ttft_err.append((r.first_token_ns - sends[0]) / 1e6)
+        assert r.arrival_ns < t["recv_ns"] and all(c >= s for c, s in zip(r.token_times_ns, sends))
+    # medians: robust on a shared 2-core machine; the perf script holds the 1 ms bar at 64 streams
+    assert statistics.median(lag) < 2.0
+    assert statistics.median(itl_err) < 1.0
+    assert 0 <= statistics.median(ttft_err) < 2.0
+    rep = build_report(store, out.run_id)
+    assert abs(rep["median_itl_ms"] - ITL_MS) < 2.0 and rep["median_ttft_ms"] >= TTFT_MS
+
+
+def test_ctrl_c_keeps_finished_requests(fixed_rate, store):
+    _, url = fixed_rate
+    engine = Engine.load(backend="openai", base_url=url)
+
+    def progress(finished, submitted, total):
+        if finished >= 2:
+            raise KeyboardInterrupt
+
+    try:
+        out = run_bench(engine, store, BenchConfig(num_requests=40, concurrency=2, max_tokens=TOKENS),
+                        progress=progress)
+    finally:
+        engine.close()
+    assert out.status == "interrupted" and 2 <= out.completed < 40
+    status = store.execute("SELECT status FROM bench_runs WHERE id = ?", [out.run_id]).fetchone()[0]
+    assert status == "interrupted"
+    data = load_run(store, out.run_id)
+    done = [r for r in data.records if r.completed]
+    assert len(done) == out.completed and all(len(r.token_times_ns) == TOKENS for r in done)
+    assert {r.finish_reason for r in data.records} <= {"length", "stop", "cancelled"}
+    assert build_report(store, out.run_id)["completed"] == out.completed
+
+
+def test_unreachable_server_is_one_clear_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once we leave: nothing listens there
+    with pytest.raises(EngineError, match="cannot reach"):
+        Engine.load(backend="openai", base_url=f"http://127.0.0.1:{port}/v1")
+    with pytest.raises(EngineError, match="bad base URL"):
+        Engine.load(backend="openai", base_url="ftp://x")
+
+
+def test_cli_ctrl_c_exits_130_and_keeps_the_finished(fixed_rate, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, url = fixed_rate
+    root = Path(__file__).resolve().parents[2]
+    db = tmp_path / "cli.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "--db", str(db), "bench", "--backend", "openai", "--base-url", url,
+         "--requests", "400", "--concurrency", "2", "--max-tokens", str(TOKENS), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    time.sleep(4.0)  # 400 requests at ~0.15 s each, two at a time, take ~30 s
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    report = json.loads(out)
+    assert report["status"] == "interrupted" and 0 < report["completed"] < 400
+    with Store(db, read_only=True) as store:
+        n = store.execute("SELECT count(*) FROM requests WHERE session_id = ? AND status = 'finished'",
+                          [report["run_id"]]).fetchone()[0]
+    assert n == report["completed"]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--workload", "nope"], "unknown workload"),
+    (["--backend", "openai"], "needs --base-url"),
+    (["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"], "cannot reach"),
+])
+def test_bench_cli_user_errors_are_one_line(wb, tmp_path, args, msg):
+    r = wb("--db", str(tmp_path / "e.duckdb"), "bench", *args)
+    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,146 @@
+"""`workbench bench`: a load benchmark (workload x arrivals) against the local engine or any
+OpenAI-compatible server; the run and every request are recorded, and a summary is printed."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+WORKLOADS_HELP = "chat, mixed, code-edit, json, or trace (replay a stored agent trace)"
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("bench", parents=[common], help="load benchmark: TTFT, ITL, TPOT, E2EL and throughput",
+                       description="Run a load benchmark and record it. Ctrl+C stops it and keeps the finished requests.")
+    p.add_argument("--workload", default="chat", metavar="NAME", help=WORKLOADS_HELP + " (default chat)")
+    p.add_argument("--trace", metavar="TRACE_ID", default=None, help="with --workload trace: which stored trace")
+    p.add_argument("--requests", type=int, default=16, metavar="N", help="number of requests (default 16)")
+    arrivals = p.add_mutually_exclusive_group()
+    arrivals.add_argument("--concurrency", type=int, default=None, metavar="C", help="keep C requests in flight (default 1)")
+    arrivals.add_argument("--rate", type=float, default=None, metavar="R", help="Poisson arrivals, R requests per second")
+    p.add_argument("--max-tokens", type=int, default=64, metavar="N", help="output tokens per request (default 64)")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ignore-eos", action="store_true", help="always generate --max-tokens tokens")
+    p.add_argument("--base-url", metavar="URL", default=None, help="with --backend openai: e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-key-env", metavar="NAME", default=None, help="with --backend openai: env var holding the API key")
+    p.add_argument("--endpoint", choices=["chat", "completions"], default="chat", help="with --backend openai (default chat)")
+    p.add_argument("--json", action="store_true", help="print the run's report JSON (as `report --format json`)")
+    p.set_defaults(func=run)
+
+
+def _engine(args: argparse.Namespace):
+    from workbench.cli import CliError
+    from workbench.context import backend_name, load_engine
+
+    if backend_name(args) != "openai":
+        if args.base_url or args.api_key_env:
+            raise CliError("--base-url and --api-key-env need --backend openai")
+        return load_engine(args)
+    if not args.base_url:
+        raise CliError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
+    key = None
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise CliError(f"environment variable {args.api_key_env} is not set")
+    from engine import Engine
+
+    # only an explicit --model; otherwise the server's first listed model, as vllm bench serve does
+    return Engine.load(model=getattr(args, "model", None), backend="openai", base_url=args.base_url,
+                       api_key=key, endpoint=args.endpoint)
+
+
+class ProgressBar:
+    """One line on stderr, redrawn at most 10 times a second; silent when stderr is not a TTY."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.start = time.monotonic()
+        self._last = 0.0
+
+    def __call__(self, finished: int, submitted: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self._last < 0.1 and finished < total):
+            return
+        self._last = now
+        width = 30
+        done = int(width * finished / max(total, 1))
+        rate = finished / (now - self.start) if now > self.start else 0.0
+        self.stream.write(f"\r[{'#' * done}{'.' * (width - done)}] {finished}/{total} done, "
+                          f"{submitted - finished} in flight, {rate:.1f} req/s ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from sessions.bench import BenchConfig
+
+    cfg = BenchConfig(workload=args.workload, num_requests=args.requests, concurrency=args.concurrency,
+                      request_rate=args.rate, max_tokens=args.max_tokens, temperature=args.temperature,
+                      seed=args.seed, ignore_eos=args.ignore_eos, trace_id=args.trace, base_url=args.base_url,
+                      extra={"endpoint": args.endpoint} if args.base_url else {})
+    cfg.check()
+    from workbench.context import open_store
+
+    store = open_store(args)
+    try:
+        engine = _engine(args)
+    except BaseException:
+        store.close()
+        raise
+    bar = ProgressBar()
+    try:
+        from sessions.bench import run_bench
+
+        outcome = run_bench(engine, store, cfg, progress=bar)
+        bar.close()
+        from sessions.report import build_report
+
+        report = build_report(store, outcome.run_id)
+    finally:
+        engine.close()
+        store.close()
+    if args.json:
+        from workbench.context import print_json
+
+        print_json(report)
+    else:
+        print_summary(report)
+    if outcome.status == "interrupted":
+        print(f"workbench: interrupted; {outcome.completed} finished requests kept in run {outcome.run_id}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def print_summary(r: dict) -> None:
+    """The shape of `vllm bench serve`'s result block."""
+    def line(label: str, value) -> None:
+        v = "n/a" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
+        print(f"{label:<40}{v:>12}")
+
+    print(f"{' Benchmark Result ':=^52}")
+    line("Run id:", r["run_id"])
+    line("Backend / model:", f"{r.get('backend')} / {r.get('model_id')}")
+    line("Successful requests:", r["completed"])
+    line("Failed requests:", r["failed"])
+    line("Benchmark duration (s):", r["duration"])
+    line("Total input tokens:", r["total_input_tokens"])
+    line("Total generated tokens:", r["total_output_tokens"])
+    line("Request throughput (req/s):", r["request_throughput"])
+    line("Output token throughput (tok/s):", r["output_throughput"])
+    line("Total token throughput (tok/s):", r["total_token_throughput"])
+    for m, title in (("ttft", "Time to First Token"), ("tpot", "Time per Output Token (excl. 1st token)"),
+                     ("itl", "Inter-token Latency"), ("e2el", "End-to-end Latency")):
+        print(f"{' ' + title + ' ':-^52}")
+        line(f"Mean {m.upper()} (ms):", r[f"mean_{m}_ms"])
+        line(f"Median {m.upper()} (ms):", r[f"median_{m}_ms"])
+        for q in (90, 95, 99):
+            line(f"P{q} {m.upper()} (ms):", r[f"p{q}_{m}_ms"])
+    print("=" * 52)
