@@ -207,8 +207,13 @@ class PromptFeatures:
     polarity: frozenset[tuple[int, int]]
     formats: frozenset[str]
     language: str  # ISO-ish code, or "" when too short to tell
+    references: frozenset[str]  # words that point back at an earlier answer ("another", "else")
     words: frozenset[str]  # every lowercased word, to find a name the other prompt did not capitalize
     text: str  # lowercased
+
+
+# "Name another color" is one word from "Name a color" and asks for a different answer.
+_REFERENCE_WORDS = frozenset("another else again instead different other others".split())
 
 
 def _norm_number(x: float) -> str:
@@ -352,6 +357,7 @@ def prompt_features(text: str) -> PromptFeatures:
         polarity=frozenset(polarity),
         formats=frozenset(formats),
         language=_language(text, low),
+        references=frozenset(w for w in low if w in _REFERENCE_WORDS),
         words=frozenset(w[:-2] if w.endswith("'s") else w for w in low),
         text=text.lower(),
     )
@@ -378,7 +384,7 @@ def _same_entities(a: PromptFeatures, b: PromptFeatures) -> bool:
     return True
 
 
-GUARD_NAMES = ("language", "negation", "number", "entity", "datetime", "polarity", "format")
+GUARD_NAMES = ("language", "negation", "number", "entity", "datetime", "polarity", "format", "reference")
 
 
 def refusal(a: PromptFeatures, b: PromptFeatures) -> str | None:
@@ -397,4 +403,6 @@ def refusal(a: PromptFeatures, b: PromptFeatures) -> str | None:
         return "polarity"
     if a.formats != b.formats:
         return "format"
+    if a.references != b.references:
+        return "reference"
     return None

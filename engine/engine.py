@@ -165,7 +165,8 @@ class Engine:
         self._listeners = [*self._listeners, fn]
 
     def remove_listener(self, fn: Listener) -> None:
-        self._listeners = [f for f in self._listeners if f is not fn]
+        # `==`, not `is`: each `obj.method` access makes a new bound-method object
+        self._listeners = [f for f in self._listeners if f != fn]
 
     def _emit(self, event: EngineEvent) -> None:
         for fn in self._listeners:

@@ -96,7 +96,10 @@ class BudgetPanel(Widget):
     def set_budget(self, calls: list[dict[str, Any]]) -> None:
         self.calls = calls
         if not calls:
+            self.rows, self.warning_lines = [], []
             self.query_one("#bp-header", Static).update("no LLM calls")
+            for part in ("#bp-bars", "#bp-growth", "#bp-warnings", "#bp-policy"):
+                self.query_one(part, Static).update("")
             return
         first = calls[0]
         window = first.get("context_window") or 0

@@ -12,11 +12,13 @@ from panels.messages import PromptSubmitted
 class ChatMessage(Static):
     """One turn; the assistant's grows while it streams."""
 
-    def __init__(self, role: str, text: str = "", *, note: str = "") -> None:
+    def __init__(self, role: str, text: str = "", *, note: str = "", cached: bool = False) -> None:
         self.role = role
         self.text = text
         self.note = note
-        super().__init__(self._render_text(), classes=f"chat-message role-{role}", markup=False)
+        self.cached = cached  # answered by the semantic cache, not generated
+        classes = f"chat-message role-{role}" + (" cached" if cached else "")
+        super().__init__(self._render_text(), classes=classes, markup=False)
 
     def _render_text(self) -> str:
         head = {"user": "you", "assistant": "model", "system": "system"}.get(self.role, self.role)
@@ -59,8 +61,8 @@ class ChatPanel(Widget):
         event.input.value = ""
         self.post_message(PromptSubmitted(text))
 
-    def add_message(self, role: str, text: str, note: str = "") -> ChatMessage:
-        msg = ChatMessage(role, text, note=note)
+    def add_message(self, role: str, text: str, note: str = "", cached: bool = False) -> ChatMessage:
+        msg = ChatMessage(role, text, note=note, cached=cached)
         self.log.mount(msg)
         self.log.scroll_end(animate=False)
         return msg
@@ -80,6 +82,17 @@ class ChatPanel(Widget):
         if self.streaming is not None and note:
             self.streaming.set_note(note)
         self.streaming = None
+
+    def cached_reply(self, text: str, note: str) -> ChatMessage:
+        """Fill the pending reply with an answer the semantic cache gave, marked as such."""
+        msg = self.streaming or self.start_reply()
+        msg.cached = True
+        msg.add_class("cached")
+        msg.text = text
+        msg.set_note(note)
+        self.streaming = None
+        self.log.scroll_end(animate=False)
+        return msg
 
     def clear(self) -> None:
         self.streaming = None

@@ -42,3 +42,40 @@ class EngineReady(Message):
         self.backend = backend
         self.context_window = context_window
         super().__init__()
+
+
+class CachedReply(Message):
+    """The semantic cache answered the user's turn; the engine was not asked."""
+
+    def __init__(self, text: str, similarity: float, entry_id: str, cached_prompt: str) -> None:
+        self.text = text
+        self.similarity = similarity
+        self.entry_id = entry_id
+        self.cached_prompt = cached_prompt
+        super().__init__()
+
+
+class TracesListed(Message):
+    """Imported traces (rows of sessions.traces.store.list_traces)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        super().__init__()
+
+
+class TraceLoaded(Message):
+    """One trace (sessions.traces.store.get_trace) with its N+1 / redundant / loop findings."""
+
+    def __init__(self, trace: dict[str, Any], findings: list[dict[str, Any]]) -> None:
+        self.trace = trace
+        self.findings = findings
+        super().__init__()
+
+
+class BudgetComputed(Message):
+    """The budget panel's rows (the dicts `workbench budget --json` prints) for a session."""
+
+    def __init__(self, rows: list[dict[str, Any]], session_id: str | None) -> None:
+        self.rows = rows
+        self.session_id = session_id
+        super().__init__()

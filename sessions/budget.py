@@ -49,6 +49,7 @@ class BudgetConfig:
     repeat_min_chars: int = 16  # shorter chunks are not worth flagging
     repeat_min_tokens: int = 16  # wasted tokens a repeat needs before it is flagged
     caps: dict[str, int] = field(default_factory=dict)  # category -> max tokens (0 = no cap)
+    apply_to_chat: bool = False  # the app trims each chat turn to the caps before the engine sees it
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "BudgetConfig":
@@ -426,6 +427,25 @@ class BudgetReport:
 def account_calls(source: str, calls: list[LLMCall], tokenizer_for: Callable[[str | None], BudgetTokenizer],
                   cfg: BudgetConfig) -> BudgetReport:
     return BudgetReport(source, [account_call(c, tokenizer_for(c.model), cfg) for c in calls])
+
+
+def budget_rows(source: str, calls: list[LLMCall], tokenizer_for: Callable[[str | None], BudgetTokenizer],
+                cfg: BudgetConfig, policy: bool = True) -> list[dict[str, Any]]:
+    """One plain dict per call, as `workbench budget --json` prints and the budget panel reads:
+    the call's account, its growth, the overflow step and, with `policy`, what the caps trim."""
+    report = account_calls(source, calls, tokenizer_for, cfg)
+    over = report.overflow()
+    out: list[dict[str, Any]] = []
+    for c, g, raw in zip(report.calls, report.growth(), calls):
+        d = {"source": source, **c.to_dict(), "delta": g["delta"], "overflow_step": over["overflow_step"],
+             "overflow_projected": over["projected"]}
+        if policy:
+            tok = tokenizer_for(raw.model)
+            plan = apply_policy(raw, tok, cfg)
+            after = account_call(trimmed_call(raw, plan), tok, cfg)
+            d["policy"] = {**plan.to_dict(), "after": {"total_tokens": after.total_tokens, "categories": after.categories}}
+        out.append(d)
+    return out
 
 
 # ---- calls from traces and sessions ----

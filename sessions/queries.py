@@ -46,7 +46,7 @@ def get_session(store: Store, session_id: str, *, token_times: bool = True) -> d
     sid = resolve_session_id(store, session_id)
     session = _rows(store.execute("SELECT * FROM sessions WHERE id = ?", [sid]))[0]
     session["messages"] = _rows(
-        store.execute("SELECT seq, role, content, request_id, created_at FROM messages WHERE session_id = ? ORDER BY seq", [sid])
+        store.execute("SELECT seq, role, content, request_id, created_at, cache_entry_id, cache_similarity FROM messages WHERE session_id = ? ORDER BY seq", [sid])
     )
     requests = _rows(
         store.execute(

@@ -15,6 +15,9 @@ from sessions.store import Store
 
 _FLUSH = "flush"
 _CLOSE = "close"
+# columns named: migrations append columns, so a positional INSERT would break on the next one
+_INSERT_MESSAGE = ("INSERT INTO messages (session_id, seq, role, content, request_id, created_at, cache_entry_id, cache_similarity)"
+                   " VALUES (?,?,?,?,?,?,?,?)")
 
 
 def _now() -> datetime:
@@ -84,12 +87,13 @@ class Recorder:
         with self._seq_lock:
             self._seq[session_id] = int(row[0])
 
-    def add_message(self, session_id: str, role: str, content: str, request_id: str | None = None) -> int:
+    def add_message(self, session_id: str, role: str, content: str, request_id: str | None = None, *,
+                    cache_entry_id: str | None = None, cache_similarity: float | None = None) -> int:
+        """`cache_entry_id`/`cache_similarity`: the reply was served by the semantic cache, not the engine."""
         with self._seq_lock:
             seq = self._seq.get(session_id, 0)
             self._seq[session_id] = seq + 1
-        self._q.put(("sql", "INSERT INTO messages VALUES (?,?,?,?,?,?)",
-                     [session_id, seq, role, content, request_id, _now()]))
+        self._q.put(("sql", _INSERT_MESSAGE, [session_id, seq, role, content, request_id, _now(), cache_entry_id, cache_similarity]))
         return seq
 
     def set_title(self, session_id: str, title: str) -> None:
@@ -200,5 +204,4 @@ class Recorder:
                 with self._seq_lock:
                     seq = self._seq.get(sid, 0)
                     self._seq[sid] = seq + 1
-                cur.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
-                            [sid, seq, "assistant", r.text, r.request_id, _now()])
+                cur.execute(_INSERT_MESSAGE, [sid, seq, "assistant", r.text, r.request_id, _now(), None, None])

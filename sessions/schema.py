@@ -210,6 +210,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        5,
+        "chat messages answered from the semantic cache",
+        """
+        ALTER TABLE messages ADD COLUMN cache_entry_id VARCHAR;   -- semantic_cache_entries.id when served from the cache
+        ALTER TABLE messages ADD COLUMN cache_similarity DOUBLE;  -- cosine similarity of the hit
+        """,
+    ),
 ]
 
 MIGRATIONS.sort(key=lambda m: m[0])

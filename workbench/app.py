@@ -1,5 +1,5 @@
-"""The Textual app: sessions on the left, the chat in the middle, latency on the right.
-Model and database work runs in thread workers; panels are fed from a buffer drained on a timer."""
+"""The Textual app: a Chat tab (sessions | chat | latency + engine), Traces, Budget and Cache tabs.
+Model, DuckDB and embedding work runs in thread workers; panels are fed from a buffer drained on a timer."""
 from __future__ import annotations
 
 import argparse
@@ -10,16 +10,21 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from engine.types import RequestFinished, RequestStarted, StepEvent, TokenEvent
+from panels.budget_panel import BudgetPanel
+from panels.cache_panel import CachePanel
 from panels.chat import ChatPanel
 from panels.engine_panel import EnginePanel
 from panels.latency import LatencyPanel
-from panels.messages import EngineReady, PromptSubmitted, SessionLoaded, SessionSelected, SessionsListed
+from panels.messages import (BudgetComputed, CachedReply, EngineReady, PromptSubmitted, SessionLoaded, SessionSelected,
+                             SessionsListed, TraceLoaded, TracesListed)
 from panels.sessions_list import SessionsPanel
+from panels.trace_inspector import TraceInspector
 from workbench.services import ChatService
 
 
@@ -33,6 +38,10 @@ class WorkbenchApp(App):
         Binding("ctrl+y", "copy_reply", "Copy reply", id="copy_reply", tooltip="Copy the last reply to the clipboard"),
         Binding("f2", "focus_sessions", "Sessions", id="focus_sessions", tooltip="Move focus to the sessions list"),
         Binding("f3", "focus_prompt", "Prompt", id="focus_prompt", tooltip="Move focus to the prompt box"),
+        Binding("f5", "tab_chat", "Chat", id="tab_chat", tooltip="Show the Chat tab: sessions, chat, latency and engine"),
+        Binding("f6", "tab_traces", "Traces", id="tab_traces", tooltip="Show the Traces tab: imported agent traces and their N+1 findings"),
+        Binding("f7", "tab_budget", "Budget", id="tab_budget", tooltip="Show the Budget tab: the context window of each call of this chat"),
+        Binding("f8", "tab_cache", "Cache", id="tab_cache", tooltip="Show the Cache tab: semantic cache hits, misses and guard refusals"),
         Binding("ctrl+q", "quit", "Quit", id="quit", tooltip="Quit; a reply in progress is stopped and kept", priority=True),
     ]
 
@@ -55,17 +64,35 @@ class WorkbenchApp(App):
         self.session_tokens = 0
         self.session_gen_s = 0.0
         self.load_error: str | None = None
+        self.awaiting_reply = False  # a turn is with the cache or the engine
+        self.last_cached: CachedReply | None = None
+        self.pending_steps: list[StepEvent] = []  # for the engine panel while its tab is hidden
+        self.stale: set[str] = {"tab-traces", "tab-budget", "tab-cache"}  # tabs to refresh when shown
+        self.budget_rows: list[dict[str, Any]] = []
         _ = DEFAULTS
 
     # ---- layout ----
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="main"):
-            yield SessionsPanel(id="sessions-panel")
-            yield ChatPanel(id="chat-panel")
-            with Vertical(id="side"):
-                yield LatencyPanel(id="latency-panel")
-                yield EnginePanel(id="engine-panel")
+        with TabbedContent(initial="tab-chat", id="tabs"):
+            with TabPane("Chat", id="tab-chat"):
+                with Horizontal(id="main"):
+                    yield SessionsPanel(id="sessions-panel")
+                    yield ChatPanel(id="chat-panel")
+                    with Vertical(id="side"):
+                        yield LatencyPanel(id="latency-panel")
+                        yield EnginePanel(id="engine-panel")
+            with TabPane("Traces", id="tab-traces"):
+                table: DataTable = DataTable(id="traces-table", cursor_type="row", zebra_stripes=True)
+                table.add_columns("imported", "format", "name", "spans", "llm", "tools", "duration", "id")
+                yield table
+                yield TraceInspector(id="trace-inspector")
+            with TabPane("Budget", id="tab-budget"):
+                yield Static("no chat yet: the budget of each call appears after a reply", id="budget-status")
+                yield BudgetPanel(id="budget-panel")
+            with TabPane("Cache", id="tab-cache"):
+                yield CachePanel(id="cache-panel")
+                yield Static("", id="cache-status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -84,6 +111,7 @@ class WorkbenchApp(App):
         try:
             self.service.open_store()
             self.call_from_thread(self.refresh_sessions)
+            self.call_from_thread(self.mark_stale, "tab-traces", "tab-cache")  # a tab shown early is filled now
             engine = self.service.load_engine()
         except (EngineError, SessionsError) as e:
             # a user error (busy database, bad model path): leave with one line, like the CLI
@@ -98,6 +126,8 @@ class WorkbenchApp(App):
 
         if self.service.store is None:
             return
+        if self.service.recorder is not None:
+            self.service.recorder.flush()  # a session started a moment ago is still in its queue
         self.post_message(SessionsListed(list_sessions(self.service.store)))
 
     @work(thread=True, exclusive=True, group="open-session", exit_on_error=False)
@@ -111,7 +141,30 @@ class WorkbenchApp(App):
 
     @work(thread=True, exclusive=True, group="submit", exit_on_error=False)
     def submit_prompt(self, text: str) -> None:
-        self.service.send(text)
+        """Lookup in the semantic cache (embeds the prompt), else submit and, once the reply is
+        done, keep it in the cache. Tokens reach the UI through the event buffer, not from here."""
+        turn = self.service.send(text)
+        if turn.cached:
+            h = turn.hit
+            self.post_message(CachedReply(h.answer, h.similarity, h.entry_id, h.cached_prompt))
+            return
+        self.service.complete(turn)
+
+    @work(thread=True, exclusive=True, group="traces", exit_on_error=False)
+    def refresh_traces(self) -> None:
+        from sessions.traces.store import list_traces
+
+        if self.service.store is None:
+            return
+        self.post_message(TracesListed(list_traces(self.service.store)))
+
+    @work(thread=True, exclusive=True, group="trace", exit_on_error=False)
+    def load_trace(self, trace_id: str) -> None:
+        self.post_message(TraceLoaded(*self.service.trace_with_findings(trace_id)))
+
+    @work(thread=True, exclusive=True, group="budget", exit_on_error=False)
+    def compute_budget(self) -> None:
+        self.post_message(BudgetComputed(self.service.session_budget(), self.service.session_id))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
@@ -121,6 +174,10 @@ class WorkbenchApp(App):
                 self.load_error = str(err)
                 self.query_one(EnginePanel).set_header(f"could not start: {err}")
                 self.sub_title = f"{self.service.model} · failed"
+            elif event.worker.group == "submit" and self.awaiting_reply and self.service.active is None:
+                self.awaiting_reply = False  # nothing was submitted: no reply will come
+                self.stream_started_ns = None
+                self.query_one(ChatPanel).end_reply("failed")
             self.notify(msg, title=f"{event.worker.group} failed", severity="error", timeout=8)
 
     # ---- messages ----
@@ -140,9 +197,10 @@ class WorkbenchApp(App):
         if not self.engine_ready:
             self.notify("the model is still loading" if not self.load_error else self.load_error, severity="warning")
             return
-        if self.service.active is not None and not self.service.active.done:
+        if self.awaiting_reply or (self.service.active is not None and not self.service.active.done):
             self.notify("a reply is still streaming; press esc to stop it", severity="warning")
             return
+        self.awaiting_reply = True
         chat = self.query_one(ChatPanel)
         chat.add_message("user", message.text)
         chat.start_reply()
@@ -174,7 +232,10 @@ class WorkbenchApp(App):
             r = reqs.get(m.get("request_id") or "")
             if r is not None:
                 note = _note(r.get("ttft_ms"), r.get("output_tokens"), r.get("status"))
-            chat.add_message(m["role"], m["content"], note=note)
+            cached = m.get("cache_entry_id") is not None
+            if cached:
+                note = _cached_note(m.get("cache_similarity"))
+            chat.add_message(m["role"], m["content"], note=note, cached=cached)
         latency = self.query_one(LatencyPanel)
         latency.reset_reply()
         if s["requests"]:
@@ -185,11 +246,102 @@ class WorkbenchApp(App):
         summary = session_summary(s)
         latency.set_session_stats(summary["p50_ttft_ms"], summary["p95_ttft_ms"], summary["output_tokens_per_s"], summary["requests"])
         self.notify(f"session {s['id']} reopened: {len(s['messages'])} messages")
+        self.mark_stale("tab-budget")
+
+    def on_cached_reply(self, message: CachedReply) -> None:
+        self.awaiting_reply = False
+        self.stream_started_ns = None
+        self.last_cached = message
+        self.query_one(ChatPanel).cached_reply(message.text, _cached_note(message.similarity))
+        self.query_one(LatencyPanel).set_ttft(None)
+        self.refresh_sessions()
+        self.mark_stale("tab-budget", "tab-cache")
+
+    # ---- the Traces, Budget and Cache tabs: refreshed when shown, never while hidden ----
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane.id
+        if pane == "tab-chat" and self.pending_steps:
+            self.query_one(EnginePanel).add_steps(self.pending_steps)
+            self.pending_steps = []
+        if pane in self.stale:
+            self.stale.discard(pane)
+            self.refresh_tab(pane)
+
+    def mark_stale(self, *panes: str) -> None:
+        """Refresh a tab now when it shows, else the next time it is shown."""
+        for pane in panes:
+            if self.active_tab == pane:
+                self.refresh_tab(pane)
+            else:
+                self.stale.add(pane)
+
+    def refresh_tab(self, pane: str) -> None:
+        if pane == "tab-traces":
+            self.refresh_traces()
+        elif pane == "tab-budget":
+            if self.engine_ready and self.service.session_id is not None:
+                self.compute_budget()
+        elif pane == "tab-cache":
+            self.update_cache_panel()
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one("#tabs", TabbedContent).active
+
+    def update_cache_panel(self) -> None:
+        cache = self.service.cache
+        status = self.query_one("#cache-status", Static)
+        if cache is None:
+            status.update("the semantic cache is off ([semantic_cache] enabled = false)")
+            return
+        self.query_one(CachePanel).update_stats(cache.stats())  # in-memory figures: no query
+        temp = self.config_data["chat"]["temperature"]
+        sampled = temp > 0 and not cache.config.cache_sampled
+        status.update(f"chat temperature {temp}: " + (
+            "sampled replies are not cached (set semantic_cache.cache_sampled or temperature 0)" if sampled
+            else "greedy replies are cached and looked up before the engine is asked"))
+
+    def on_traces_listed(self, message: TracesListed) -> None:
+        table = self.query_one("#traces-table", DataTable)
+        table.clear()
+        for r in message.rows:
+            when = r["imported_at"].strftime("%m-%d %H:%M") if r.get("imported_at") else "-"
+            dur = "no timings" if r.get("duration_ms") is None else f"{r['duration_ms']:.0f} ms"
+            table.add_row(when, r["format"], (r.get("name") or "")[:40], r["spans"], r["llm_calls"], r["tool_calls"],
+                          dur, r["id"], key=r["id"])
+        inspector = self.query_one(TraceInspector)
+        if message.rows and inspector.trace is None:
+            self.load_trace(message.rows[0]["id"])
+        elif not message.rows:
+            inspector.query_one("#ti-header", Static).update("no traces imported: run `workbench import FILE...`")
+
+    @on(DataTable.RowSelected, "#traces-table")
+    def trace_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value:
+            self.load_trace(str(event.row_key.value))
+
+    def on_trace_loaded(self, message: TraceLoaded) -> None:
+        self.query_one(TraceInspector).set_trace(message.trace, message.findings)
+
+    def on_budget_computed(self, message: BudgetComputed) -> None:
+        if message.session_id != self.service.session_id:
+            return  # computed for a session the user has left since
+        self.budget_rows = message.rows
+        cfg = self.service.budget_config
+        caps = ", ".join(f"{k} {v}" for k, v in cfg.caps.items() if v) or "none"
+        live = "applied to this chat" if cfg.apply_to_chat else "preview only (budget.apply_to_chat = false)"
+        self.query_one("#budget-status", Static).update(
+            f"session {message.session_id} · {len(message.rows)} call(s) · caps: {caps}" + (f" · policy {live}" if caps != "none" else ""))
+        self.query_one(BudgetPanel).set_budget(message.rows)
 
     # ---- the stream, drained at ui.refresh_hz ----
     def drain_events(self) -> None:
+        try:
+            latency = self.query_one(LatencyPanel)
+        except NoMatches:
+            return  # the timer can fire once more while the app shuts down
         events = self.service.buffer.drain()
-        latency = self.query_one(LatencyPanel)
         if not events:
             if self.stream_started_ns is not None and not self.first_token_seen:
                 latency.waiting((time.perf_counter_ns() - self.stream_started_ns) / 1e6)
@@ -221,12 +373,16 @@ class WorkbenchApp(App):
                 self.first_token_seen = True
                 latency.set_ttft((self.last_token_ns - _arrival(active)) / 1e6 if _arrival(active) else None)
             latency.add_itl(itl)
-            if steps and self.is_panel_visible("#engine-panel"):
-                self.query_one(EnginePanel).add_steps(steps)
+            if steps:
+                if self.active_tab == "tab-chat":
+                    self.query_one(EnginePanel).add_steps(steps)
+                else:  # caught up when the Chat tab shows again
+                    self.pending_steps = (self.pending_steps + steps)[-120:]
             if finished is not None:
                 self._reply_done(finished)
 
     def _reply_done(self, result) -> None:
+        self.awaiting_reply = False
         m = result.metrics.to_dict()
         self.last_result = result
         self.service.finished(result.request_id, result.text)
@@ -251,13 +407,7 @@ class WorkbenchApp(App):
         if result.finish_reason == "error":
             self.notify(result.error or "the request failed", severity="error")
         self.refresh_sessions()
-
-    def is_panel_visible(self, selector: str) -> bool:
-        """Hidden panels are not updated (their data catches up when shown)."""
-        try:
-            return self.query_one(selector).display
-        except Exception:
-            return False
+        self.mark_stale("tab-budget", "tab-cache")
 
     # ---- actions ----
     def action_new_session(self) -> None:
@@ -265,6 +415,9 @@ class WorkbenchApp(App):
             self.notify("stop the current reply first (esc)", severity="warning")
             return
         self.service.new_session()
+        self.budget_rows = []
+        self.query_one(BudgetPanel).set_budget([])
+        self.query_one("#budget-status", Static).update("new chat: the budget of each call appears after a reply")
         self.query_one(ChatPanel).clear()
         self.query_one(LatencyPanel).reset_reply()
         self.session_ttft_ms, self.session_tokens, self.session_gen_s = [], 0, 0.0
@@ -285,10 +438,30 @@ class WorkbenchApp(App):
             self.notify("last reply copied")
 
     def action_focus_sessions(self) -> None:
-        self.query_one("#sessions-table").focus()
+        self.show_tab("tab-chat", "#sessions-table")
 
     def action_focus_prompt(self) -> None:
-        self.query_one("#prompt").focus()
+        self.show_tab("tab-chat", "#prompt")
+
+    def show_tab(self, pane: str, focus: str | None = None) -> None:
+        # Blur first: a focused widget in the pane being hidden hands focus to a sibling in that
+        # same pane, whose TabPane.Focused would switch straight back.
+        self.screen.set_focus(None)
+        self.query_one("#tabs", TabbedContent).active = pane
+        if focus is not None:
+            self.query_one(focus).focus()
+
+    def action_tab_chat(self) -> None:
+        self.show_tab("tab-chat", "#prompt")
+
+    def action_tab_traces(self) -> None:
+        self.show_tab("tab-traces", "#traces-table")
+
+    def action_tab_budget(self) -> None:
+        self.show_tab("tab-budget", "#bp-scroll")
+
+    def action_tab_cache(self) -> None:
+        self.show_tab("tab-cache")
 
     async def action_quit(self) -> None:
         self.service.cancel()
@@ -306,6 +479,10 @@ def _arrival(handle) -> int | None:
         return handle._engine._states[handle.request_id].request.metrics.arrival_ns
     except (KeyError, AttributeError):
         return None
+
+
+def _cached_note(similarity: float | None) -> str:
+    return "cached" + (f" · similarity {similarity:.3f}" if similarity is not None else "") + " · not generated"
 
 
 def _note(ttft_ms, output_tokens, status, tps=None) -> str:

@@ -65,6 +65,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "repeat_min_tokens": 16,  # wasted tokens before a repeat is flagged
         # per-category caps in tokens (0 or absent = no cap), e.g. tool_results = 2000, history = 4000
         "caps": {},
+        "apply_to_chat": False,  # the app trims each chat turn to the caps before the engine sees it
     },
     "routing": {
         "enabled": False,  # narrow the tools sent with each call to the top-k for the user turn

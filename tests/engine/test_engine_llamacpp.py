@@ -129,3 +129,17 @@ def test_model_resolution_errors(tmp_path):
     with pytest.raises(EngineError, match="not a model folder"):
         resolve_model(str(tmp_path / "folder"))
     assert resolve_model("smollm2-135m").kind == "gguf"
+
+
+def test_bound_method_listener_can_be_removed(embedded_engine):
+    class Counter:
+        n = 0
+
+        def on_event(self, ev):
+            self.n += 1
+
+    c = Counter()
+    embedded_engine.add_listener(c.on_event)
+    embedded_engine.remove_listener(c.on_event)
+    embedded_engine.generate(["Hi"], SamplingParams(max_tokens=2, temperature=0))
+    assert c.n == 0

@@ -51,6 +51,8 @@ def _scope(cache: SemanticCache, prompt, model="m", params=GREEDY, tools=None):
     ("List the planets as JSON.", "List the planets as a table.", "format"),
     ("Explain vaccines to a child.", "Explain vaccines to an expert.", "format"),
     ("What is machine learning?", "Was ist maschinelles Lernen?", "language"),
+    ("Name a color", "Name another color", "reference"),
+    ("Suggest a dinner recipe.", "Suggest a different dinner recipe.", "reference"),
 ])
 def test_guard_refuses_the_known_near_misses(a, b, guard):
     assert refusal(prompt_features(a), prompt_features(b)) == guard

@@ -32,25 +32,30 @@ async def run(max_tokens: int) -> dict:
         async with app.run_test(size=(160, 48)) as pilot:
             while not app.engine_ready:
                 await pilot.pause(0.05)
-            app.set_interval(0.01, lambda: ticks.append(time.perf_counter()))
+            app.set_interval(0.01, lambda: ticks.append(time.perf_counter_ns()))
             app.query_one("#prompt", Input).value = "Write a long, detailed story about a lighthouse keeper."
             app.query_one("#prompt", Input).focus()
             await pilot.press("enter")
             while app.last_result is None:
-                await pilot.pause(0.02)
-            streamed_from = app.last_result.metrics.first_token_ns
-            n = app.last_result.metrics.output_tokens
+                # plain sleep: pilot.pause() waits for every widget's queue to drain, work a real
+                # terminal session never does, and its own cost showed up as stalls here
+                await asyncio.sleep(0.05)
+            m = app.last_result.metrics
         app.service.close()
-    gaps = sorted((b - a) * 1e3 for a, b in zip(ticks, ticks[1:]))
+    # the stream: from the first token to the end of the reply (same clock as the engine's stamps)
+    during = [t for t in ticks if m.first_token_ns <= t <= m.finished_ns]
+    gaps = sorted((b - a) / 1e6 for a, b in zip(during, during[1:]))
+    all_gaps = sorted((b - a) / 1e6 for a, b in zip(ticks, ticks[1:]))
     return {
-        "output_tokens": n,
-        "timer_ticks": len(ticks),
+        "output_tokens": m.output_tokens,
+        "stream_s": (m.finished_ns - m.first_token_ns) / 1e9,
+        "timer_ticks_during_stream": len(during),
         "max_gap_ms": gaps[-1],
         "p99_gap_ms": gaps[int(0.99 * (len(gaps) - 1))],
         "p50_gap_ms": gaps[len(gaps) // 2],
         "gaps_over_50ms": sum(g > 50 for g in gaps),
+        "max_gap_ms_including_submit": all_gaps[-1],
         "goal_max_gap_ms": 50,
-        "_first_token_ns": streamed_from,
     }
 
 

@@ -129,7 +129,7 @@ def budget_config(args: argparse.Namespace):
 
 
 def budget_cmd(args: argparse.Namespace) -> int:
-    from sessions.budget import account_call, apply_policy, trimmed_call, BudgetReport
+    from sessions.budget import budget_rows
     from sessions.routing import load_tools
     from workbench.context import open_store, print_json
 
@@ -144,17 +144,7 @@ def budget_cmd(args: argparse.Namespace) -> int:
             if tools is not None:
                 for c in calls:
                     c.tools = tools
-            report = BudgetReport(source, [account_call(c, toks(c.model), cfg) for c in calls])
-            over = report.overflow()
-            for c, g, raw in zip(report.calls, report.growth(), calls):
-                d = {"source": source, **c.to_dict(), "delta": g["delta"], "overflow_step": over["overflow_step"],
-                     "overflow_projected": over["projected"]}
-                if args.policy:
-                    tok = toks(raw.model)
-                    plan = apply_policy(raw, tok, cfg)
-                    after = account_call(trimmed_call(raw, plan), tok, cfg)
-                    d["policy"] = {**plan.to_dict(), "after": {"total_tokens": after.total_tokens, "categories": after.categories}}
-                out.append(d)
+            out.extend(budget_rows(source, calls, toks, cfg, policy=args.policy))
     finally:
         toks.close()
     if args.json:

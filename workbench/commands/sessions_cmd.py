@@ -54,7 +54,8 @@ def show_cmd(args: argparse.Namespace) -> int:
     print(f"requests {s['requests']} · p50 ttft {_f(s['p50_ttft_ms'])} ms · p95 ttft {_f(s['p95_ttft_ms'])} ms · {_f(s['output_tokens_per_s'])} tok/s")
     print()
     for m in session["messages"]:
-        print(f"[{m['role']}] {m['content']}")
+        cached = f" (cached, similarity {m['cache_similarity']:.3f})" if m.get("cache_entry_id") else ""
+        print(f"[{m['role']}]{cached} {m['content']}")
     if session["requests"]:
         print()
         print(render_table(

@@ -1,0 +1,258 @@
+"""The torch backend: continuous batching over a paged KV cache with prefix caching, for the
+Llama family; fp32 on the CPU, bf16 + CUDA graphs on a GPU."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine import weights
+from engine.backends.base import Backend, SeqOutput
+from engine.block_manager import BlockManager
+from engine.llama import LlamaForCausalLM, ModelConfig
+from engine.model_runner import ModelRunner, RunnerConfig
+from engine.model_source import ModelSpec
+from engine.roofline import RooflineMeter, measure_bandwidth_gbps
+from engine.scheduler import Scheduler, SchedulerConfig
+from engine.sequence import Sequence
+from engine.types import EngineError, Prompt, Request, StepEvent
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise EngineError(f"unknown device {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError("device 'cuda' asked for, but torch sees no CUDA GPU")
+    return dev
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: str = "auto",
+        draft: str | None = None,
+        speculation: str = "auto",
+        *,
+        dtype: str = "auto",
+        block_size: int = 16,
+        num_kv_blocks: int = 0,
+        kv_cache_gb: float = 2.0,
+        max_num_seqs: int | None = None,
+        max_num_batched_tokens: int | None = None,
+        max_model_len: int | None = None,
+        n_ctx: int | None = None,
+        enable_prefix_caching: bool = True,
+        cuda_graphs: bool = True,
+        n_threads: int | None = None,
+        measure_bandwidth: bool = True,
+    ):
+        if draft is not None or speculation not in ("auto", "off"):
+            raise EngineError("speculative decoding is not available in the torch backend yet (use speculation='off')")
+        self.speculation = speculation
+        self.device = pick_device(device)
+        if dtype == "auto":
+            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        elif dtype in _DTYPES:
+            self.dtype = _DTYPES[dtype]
+        else:
+            raise EngineError(f"unknown dtype {dtype!r}: choose one of auto, {', '.join(_DTYPES)}")
+        if n_threads:
+            torch.set_num_threads(n_threads)
+        folder = weights.model_dir(spec)
+        self.model_name = spec.display_name
+        self.tokenizer = _load_tokenizer(folder)
+        self._tok_lock = threading.Lock()
+        self.eos_token_ids = weights.eos_ids(folder, self.tokenizer) if self.tokenizer else frozenset()
+        cfg = ModelConfig.from_hf(weights.read_config(folder))
+        gpu = self.device.type == "cuda"
+        limit = max_model_len or n_ctx or cfg.max_position_embeddings
+        self.context_window = min(limit, cfg.max_position_embeddings, cfg.sliding_window or limit)
+        self.model = build_model(cfg, self.context_window, self.device, self.dtype, weights.load_tensors(folder))
+        self._setup(cfg, RunnerConfig(
+            block_size=block_size, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
+            max_num_seqs=max_num_seqs or (256 if gpu else 64), max_model_len=self.context_window,
+            cuda_graphs=cuda_graphs,
+        ), max_num_batched_tokens or (8192 if gpu else 1024), enable_prefix_caching, measure_bandwidth)
+
+    @classmethod
+    def from_config(
+        cls, cfg: ModelConfig, device: str = "auto", dtype: str = "auto", *, max_model_len: int | None = None,
+        max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None, block_size: int = 16,
+        num_kv_blocks: int = 0, kv_cache_gb: float = 2.0, enable_prefix_caching: bool = True,
+        cuda_graphs: bool = True, measure_bandwidth: bool = True,
+    ) -> "TorchBackend":
+        """A random-weight model of a given shape, without tokenizer (benchmarks, tests): submit
+        prompt_token_ids."""
+        self = cls.__new__(cls)
+        self.speculation = "off"
+        self.device = pick_device(device)
+        self.dtype = _DTYPES.get(dtype) or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.model_name = f"random-{cfg.model_type}-{cfg.param_count() / 1e9:.1f}b"
+        self.tokenizer, self._tok_lock, self.eos_token_ids = None, threading.Lock(), frozenset()
+        self.context_window = min(max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings)
+        self.model = build_model(cfg, self.context_window, self.device, self.dtype, None)
+        gpu = self.device.type == "cuda"
+        self._setup(cfg, RunnerConfig(
+            block_size=block_size, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
+            max_num_seqs=max_num_seqs or (256 if gpu else 64), max_model_len=self.context_window,
+            cuda_graphs=cuda_graphs,
+        ), max_num_batched_tokens or (8192 if gpu else 1024), enable_prefix_caching, measure_bandwidth)
+        return self
+
+    def _setup(self, cfg: ModelConfig, rcfg: RunnerConfig, max_batched: int, prefix_caching: bool, measure: bool):
+        self.cfg = cfg
+        self.runner = ModelRunner(self.model, cfg, rcfg, self.device, self.dtype)
+        self.block_manager = BlockManager(self.runner.num_kv_blocks, rcfg.block_size, prefix_caching)
+        self.scheduler = Scheduler(
+            SchedulerConfig(rcfg.max_num_seqs, max(max_batched, rcfg.max_num_seqs), self.context_window),
+            self.block_manager,
+        )
+        self.bandwidth_gbps = measure_bandwidth_gbps(self.device) if measure else 0.0
+        self.meter = RooflineMeter(_weight_bytes(self.model), self.runner.kv_bytes_per_token, self.bandwidth_gbps)
+        self._last: StepEvent | None = None
+        self._last_roofline: float | None = None
+
+    # ---- tokens (any thread) ----
+    def render_prompt(self, prompt: Prompt) -> list[int]:
+        tok = self._need_tokenizer()
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        with self._tok_lock:
+            try:
+                if tok.chat_template:
+                    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                    return list(tok(text, add_special_tokens=False)["input_ids"])
+                text = "\n".join(str(m.get("content", "")) for m in messages)
+                return list(tok(text)["input_ids"])
+            except Exception as e:  # a template that refuses these messages
+                raise EngineError(f"cannot render the prompt with the model's chat template: {e}") from e
+
+    def decode(self, token_ids: list[int]) -> str:
+        if self.tokenizer is None:  # a random-weight model built from a config has ids, no text
+            return ""
+        with self._tok_lock:
+            return self._need_tokenizer().decode(token_ids, skip_special_tokens=True)
+
+    def count_tokens(self, text: str) -> int:
+        with self._tok_lock:
+            return len(self._need_tokenizer()(text, add_special_tokens=False)["input_ids"])
+
+    def _need_tokenizer(self):
+        if self.tokenizer is None:
+            raise EngineError(f"{self.model_name} has no tokenizer; submit prompt_token_ids")
+        return self.tokenizer
+
+    # ---- engine thread ----
+    def add_request(self, request: Request) -> None:
+        if not request.prompt_token_ids:
+            raise EngineError("empty prompt")
+        self.scheduler.add(Sequence(request))
+
+    def free_request(self, request_id: str) -> None:
+        self.scheduler.free(request_id)
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def step(self) -> tuple[list[SeqOutput], StepEvent | None]:
+        t0 = time.perf_counter_ns()
+        batch = self.scheduler.schedule()
+        outputs = self._drain_errors(t0)
+        if not batch:
+            return outputs, None
+        sampled = self.runner.run(batch)
+        t_sampled = time.perf_counter_ns()
+        self.scheduler.postprocess(batch)
+        for s in batch:
+            tok = sampled.get(s.seq.seq_id)
+            if tok is not None:
+                s.seq.token_ids.append(tok)
+                outputs.append(SeqOutput(s.seq.seq_id, [tok], t_sampled))
+        info = self.runner.info
+        roofline = None
+        if info.decode_tokens and not info.prefill_tokens:
+            roofline = self.meter.fraction(t_sampled - t0, info.context_tokens)
+            self._last_roofline = roofline
+        bm = self.block_manager
+        ev = StepEvent(
+            step=0, t_start_ns=t0, t_end_ns=time.perf_counter_ns(), batch_size=len(batch),
+            prefill_tokens=info.prefill_tokens, decode_tokens=info.decode_tokens,
+            running=len(self.scheduler.running), waiting=len(self.scheduler.waiting),
+            kv_blocks_used=bm.num_used_blocks, kv_blocks_free=bm.num_free_blocks, roofline_fraction=roofline,
+            note="cuda graph" if info.used_graph else None,
+        )
+        self._last = ev
+        return outputs, ev
+
+    def _drain_errors(self, t_ns: int) -> list[SeqOutput]:
+        errors, self.scheduler.errors = self.scheduler.errors, []
+        return [SeqOutput(sid, [], t_ns, error=msg) for sid, msg in errors]
+
+    def stats(self) -> dict[str, Any]:
+        bm, sch = self.block_manager, self.scheduler
+        return {
+            "batch_size": self._last.batch_size if self._last else 0,
+            "running": len(sch.running),
+            "waiting": len(sch.waiting),
+            "kv_blocks_used": bm.num_used_blocks,
+            "kv_blocks_free": bm.num_free_blocks,
+            "kv_blocks_total": bm.num_blocks,
+            "block_size": bm.block_size,
+            "prefix_cache_hit_rate": sch.prefix_cache_hit_rate,
+            "num_preemptions": sch.num_preemptions,
+            "roofline_fraction": self._last_roofline,
+            "memory_bandwidth_gbps": self.bandwidth_gbps,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+    def close(self) -> None:
+        self.runner.graphs.clear()
+
+
+def build_model(cfg: ModelConfig, max_positions: int, device, dtype, tensors: dict | None) -> LlamaForCausalLM:
+    """Build on the meta device (no init cost), materialize on `device`, then load weights."""
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg, max_positions)
+    model = model.to_empty(device=device)
+    model.tie_weights()  # to_empty() gives each module its own tensor
+    if tensors is None:
+        model.init_random()
+    else:
+        model.load_hf_state_dict(tensors)
+    model = model.to(dtype).eval().requires_grad_(False)
+    model.init_rope(device)  # after to(dtype): the tables stay fp32
+    return model
+
+
+def _weight_bytes(model: LlamaForCausalLM) -> int:
+    """Bytes a decode step reads: every parameter once, except an untied embedding table (rows only)."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    if not model.cfg.tie_word_embeddings:
+        total -= model.embed_tokens.weight.numel() * model.embed_tokens.weight.element_size()
+    return total
+
+
+def _load_tokenizer(folder: Path):
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        return None
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as e:
+        raise EngineError(f"cannot load the tokenizer in {folder}: {e}") from e

@@ -1,0 +1,246 @@
+"""The model runner: owns the model and the paged KV cache, turns a scheduled batch into packed
+tensors, runs the forward pass (CUDA graphs for decode-only batches on a GPU) and samples."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from engine.attention import AttentionMetadata, PrefillChunk
+from engine.llama import LlamaForCausalLM, ModelConfig
+from engine.scheduler import ScheduledSeq
+from engine.sequence import Sequence
+
+
+@dataclass(slots=True)
+class RunnerConfig:
+    block_size: int = 16
+    num_kv_blocks: int = 0  # 0: size from kv_cache_gb (CPU) or free memory (GPU)
+    kv_cache_gb: float = 2.0
+    gpu_memory_utilization: float = 0.85
+    max_num_seqs: int = 64
+    max_model_len: int = 4096
+    cuda_graphs: bool = True
+
+
+@dataclass(slots=True)
+class StepInfo:
+    """Figures of the last run, for the step event and the roofline meter."""
+
+    prefill_tokens: int = 0
+    decode_tokens: int = 0
+    context_tokens: int = 0  # tokens the decode rows attended to
+    used_graph: bool = False
+
+
+class ModelRunner:
+    def __init__(self, model: LlamaForCausalLM, cfg: ModelConfig, rcfg: RunnerConfig, device: torch.device, dtype):
+        self.model = model
+        self.cfg = cfg
+        self.rcfg = rcfg
+        self.device = device
+        self.dtype = dtype
+        self.block_size = rcfg.block_size
+        self.num_kv_blocks = rcfg.num_kv_blocks or self._auto_num_blocks()
+        # one extra block at the end: padded CUDA-graph rows write their keys there
+        shape = (cfg.num_layers, cfg.num_kv_heads, self.num_kv_blocks + 1, self.block_size, cfg.head_dim)
+        self.kv_cache = (torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+        self.trash_slot = self.num_kv_blocks * self.block_size
+        self.info = StepInfo()
+        self.decode_group_tokens = 2048
+        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.use_graphs = device.type == "cuda" and rcfg.cuda_graphs
+        if self.use_graphs:
+            self._init_graph_buffers()
+
+    # ---- KV sizing ----
+    @property
+    def kv_bytes_per_token(self) -> int:
+        c = self.cfg
+        return 2 * c.num_layers * c.num_kv_heads * c.head_dim * torch.finfo(self.dtype).bits // 8
+
+    def _auto_num_blocks(self) -> int:
+        per_block = self.kv_bytes_per_token * self.block_size
+        if self.device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(self.device)
+            used = total - free
+            # leave room for activations and for the widest decode graph, whose torch-reference
+            # attention gathers one layer's keys and values for every sequence at once
+            c, elt = self.cfg, torch.finfo(self.dtype).bits // 8
+            gather = self.rcfg.max_num_seqs * self.rcfg.max_model_len * c.num_kv_heads * c.head_dim * elt * 2
+            budget = total * self.rcfg.gpu_memory_utilization - used - 2 * 1024**3 - 2 * gather
+        else:
+            budget = self.rcfg.kv_cache_gb * 1024**3
+        wanted = -(-self.rcfg.max_num_seqs * self.rcfg.max_model_len // self.block_size)
+        return max(16, min(int(budget // per_block), wanted))
+
+    # ---- inputs ----
+    def _tensor(self, data, dtype=torch.long) -> torch.Tensor:
+        t = torch.tensor(data, dtype=dtype)
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+    def prepare(self, batch: list[ScheduledSeq]):
+        """Pack the batch: decodes first, then prefill chunks. Returns the order used."""
+        bs = self.block_size
+        # decodes sorted by length, so that neighbours share an attention group with little padding
+        decodes = sorted((s for s in batch if s.num_tokens == 1), key=lambda s: len(s.seq.block_table))
+        prefills = [s for s in batch if s.num_tokens > 1]
+        order = decodes + prefills
+        input_ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        for s in order:
+            seq, start = s.seq, s.seq.num_computed_tokens
+            end = start + s.num_tokens
+            input_ids.extend(seq.token_ids[start:end])
+            positions.extend(range(start, end))
+            bt = seq.block_table
+            slots.extend(bt[p // bs] * bs + p % bs for p in range(start, end))
+        meta = AttentionMetadata(slot_mapping=self._tensor(slots), num_decode=len(decodes))
+        context = 0
+        if decodes:
+            lens = [s.seq.num_computed_tokens + 1 for s in decodes]
+            context = sum(lens)
+            if self.use_graphs:
+                meta.decode_block_tables, meta.decode_context_lens = self._tables(decodes, lens)
+            else:
+                meta.decode_groups = self._decode_groups(decodes, lens)
+        row = len(decodes)
+        for s in prefills:
+            seq = s.seq
+            ctx = seq.num_computed_tokens + s.num_tokens
+            table = None
+            if seq.num_computed_tokens:
+                table = self._tensor(seq.block_table[: -(-ctx // bs)])
+            meta.prefills.append(PrefillChunk(row, s.num_tokens, ctx, table))
+            row += s.num_tokens
+        # rows whose chunk reaches the end of the sequence produce a token
+        sample_rows, sample_seqs = [], []
+        row = 0
+        for s in order:
+            row += s.num_tokens
+            if s.seq.num_computed_tokens + s.num_tokens == s.seq.num_tokens:
+                sample_rows.append(row - 1)
+                sample_seqs.append(s.seq)
+        self.info = StepInfo(row - len(decodes), len(decodes), context)
+        return self._tensor(input_ids), self._tensor(positions), meta, sample_rows, sample_seqs
+
+    def _tables(self, decodes: list[ScheduledSeq], lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s.seq.block_table) for s in decodes)
+        tables = [s.seq.block_table + [0] * (width - len(s.seq.block_table)) for s in decodes]  # pad: masked
+        return self._tensor(tables), self._tensor(lens)
+
+    def _decode_groups(self, decodes: list[ScheduledSeq], lens: list[int]):
+        """Split the (length-sorted) decode rows into groups of at most ~decode_group_tokens padded
+        tokens: gathering one group's KV and attending to it then stays within the CPU caches."""
+        groups, start, n = [], 0, len(decodes)
+        for i in range(1, n + 1):
+            # rows start..i (sorted, so decodes[i] is the widest) would exceed the group budget
+            if i == n or (i + 1 - start) * len(decodes[i].seq.block_table) * self.block_size > self.decode_group_tokens:
+                groups.append((start, i, *self._tables(decodes[start:i], lens[start:i])))
+                start = i
+        return groups
+
+    # ---- run ----
+    @torch.inference_mode()
+    def run(self, batch: list[ScheduledSeq]) -> dict[str, int]:
+        """One forward pass over the batch; returns seq_id -> sampled token for the sequences
+        whose whole context is now computed."""
+        input_ids, positions, meta, rows, seqs = self.prepare(batch)
+        if not rows:
+            self.model(input_ids, positions, self.kv_cache, meta)
+            return {}
+        if self.use_graphs and not meta.prefills and len(rows) == meta.num_decode <= self.graph_max_bs:
+            logits = self._run_graph(input_ids, positions, meta)[: len(rows)]
+            self.info.used_graph = True
+        else:
+            hidden = self.model(input_ids, positions, self.kv_cache, meta)
+            idx = self._tensor(rows) if len(rows) != hidden.shape[0] else None
+            logits = self.model.compute_logits(hidden if idx is None else hidden[idx])
+        return dict(zip((s.seq_id for s in seqs), self.sample(logits, seqs)))
+
+    def sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
+        out = logits.argmax(dim=-1)
+        sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
+        if sampled:
+            out = out.clone()
+            for i in sampled:
+                out[i] = self._sample_row(logits[i], seqs[i])
+        return out.tolist()  # the one host sync of the step
+
+    def _sample_row(self, logits: torch.Tensor, seq: Sequence) -> torch.Tensor:
+        p = seq.params
+        if seq.generator is None:
+            seq.generator = torch.Generator(device=self.device)
+            seq.generator.manual_seed(p.seed if p.seed is not None else random.getrandbits(63))
+        x = logits.float() / p.temperature
+        if p.top_k and p.top_k < x.shape[-1]:
+            kth = torch.topk(x, p.top_k).values[-1]
+            x = x.masked_fill(x < kth, float("-inf"))
+        if p.top_p < 1.0:
+            sorted_x, idx = torch.sort(x, descending=True)
+            probs = torch.softmax(sorted_x, dim=-1)
+            drop = probs.cumsum(-1) - probs > p.top_p  # keep the smallest set reaching top_p
+            x = x.scatter(0, idx, sorted_x.masked_fill(drop, float("-inf")))
+        return torch.multinomial(torch.softmax(x, dim=-1), 1, generator=seq.generator)[0]
+
+    # ---- CUDA graphs (decode only) ----
+    def _init_graph_buffers(self) -> None:
+        self.graph_max_bs = self.rcfg.max_num_seqs
+        self.graph_batch_sizes = sorted({1, 2, 4, 8, *range(16, self.graph_max_bs + 1, 16), self.graph_max_bs})
+        self.max_width = -(-self.rcfg.max_model_len // self.block_size)
+        n, dev = self.graph_max_bs, self.device
+        self.g_input_ids = torch.zeros(n, dtype=torch.long, device=dev)
+        self.g_positions = torch.zeros(n, dtype=torch.long, device=dev)
+        self.g_slots = torch.full((n,), self.trash_slot, dtype=torch.long, device=dev)
+        self.g_tables = torch.zeros(n, self.max_width, dtype=torch.long, device=dev)
+        self.g_lens = torch.ones(n, dtype=torch.long, device=dev)
+        self.graph_pool = None
+
+    def _graph_key(self, batch: int, width: int) -> tuple[int, int]:
+        b = next(x for x in self.graph_batch_sizes if x >= batch)
+        w = 16
+        while w < width:
+            w *= 2
+        return b, min(w, self.max_width)
+
+    def _capture(self, b: int, w: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        meta = AttentionMetadata(self.g_slots[:b], b, self.g_tables[:b, :w], self.g_lens[:b])
+
+        def forward():
+            h = self.model(self.g_input_ids[:b], self.g_positions[:b], self.kv_cache, meta)
+            return self.model.compute_logits(h)
+
+        forward()  # warm-up outside capture (allocator, kernels)
+        torch.cuda.synchronize(self.device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.graph_pool):
+            logits = forward()
+        if self.graph_pool is None:
+            self.graph_pool = graph.pool()
+        torch.cuda.synchronize(self.device)
+        return graph, logits
+
+    def _run_graph(self, input_ids, positions, meta: AttentionMetadata) -> torch.Tensor:
+        n = input_ids.shape[0]
+        key = self._graph_key(n, meta.decode_block_tables.shape[1])
+        b, w = key
+        # padded rows: write into the trash slot, attend to one harmless position
+        self.g_slots[n:b].fill_(self.trash_slot)
+        self.g_lens[n:b].fill_(1)
+        self.g_tables[n:b, :w].zero_()
+        self.g_input_ids[:n].copy_(input_ids)
+        self.g_positions[:n].copy_(positions)
+        self.g_slots[:n].copy_(meta.slot_mapping)
+        width = meta.decode_block_tables.shape[1]
+        self.g_tables[:n, :width].copy_(meta.decode_block_tables)
+        self.g_tables[:n, width:w].zero_()
+        self.g_lens[:n].copy_(meta.decode_context_lens)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(b, w)  # captured lazily, once per (batch, width) bucket
+        graph, logits = self.graphs[key]
+        graph.replay()
+        return logits

@@ -1,0 +1,143 @@
+"""Iteration-level scheduler: every step runs all running sequences (decode or the next prefill
+chunk) under a token budget, admits waiting ones into what is left, and preempts (to recompute
+later) the newest sequences when KV blocks run out. Finishing is the engine's call, not ours."""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from engine.block_manager import BlockManager
+from engine.sequence import Sequence, SequenceStatus
+
+
+@dataclass(slots=True)
+class SchedulerConfig:
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 1024
+    max_model_len: int = 4096
+
+
+@dataclass(slots=True)
+class ScheduledSeq:
+    seq: Sequence
+    num_tokens: int  # tokens computed for this sequence in this step
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig, block_manager: BlockManager):
+        self.config = config
+        self.bm = block_manager
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.seqs: dict[str, Sequence] = {}
+        self.errors: list[tuple[str, str]] = []  # (seq_id, message) of sequences that failed alone
+        self.num_preemptions = 0
+        # prefix cache hit rate as vLLM reports it: hit tokens / queried tokens, last 1000 requests
+        self._hit_window: deque[tuple[int, int]] = deque(maxlen=1000)
+
+    # ---- membership ----
+    def add(self, seq: Sequence) -> None:
+        self.seqs[seq.seq_id] = seq
+        self.waiting.append(seq)
+
+    def free(self, seq_id: str) -> None:
+        seq = self.seqs.pop(seq_id, None)
+        if seq is None:
+            return
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        else:
+            self.waiting.remove(seq)
+        self.bm.free(seq)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.seqs) or bool(self.errors)
+
+    @property
+    def prefix_cache_hit_rate(self) -> float | None:
+        queried = sum(q for q, _ in self._hit_window)
+        return sum(h for _, h in self._hit_window) / queried if queried else None
+
+    # ---- one step ----
+    def schedule(self) -> list[ScheduledSeq]:
+        budget = self.config.max_num_batched_tokens
+        out: list[ScheduledSeq] = []
+        preempted = False
+        i = 0
+        while i < len(self.running) and budget > 0:
+            seq = self.running[i]
+            n = min(seq.num_uncomputed, budget)
+            while not self.bm.can_allocate(seq, n):
+                victim = self.running[-1]
+                if victim is seq and len(self.running) == 1:
+                    self._fail(seq, f"the KV cache ({self.bm.num_blocks} blocks of {self.bm.block_size} "
+                                    f"tokens) cannot hold this request's {seq.num_tokens} tokens")
+                    break
+                self._preempt(victim)
+                preempted = True
+                if victim is seq:
+                    break
+            if seq.status is not SequenceStatus.RUNNING or seq.seq_id not in self.seqs:
+                break  # seq itself was preempted or failed: nothing behind it is left
+            self.bm.allocate(seq, n)
+            out.append(ScheduledSeq(seq, n))
+            budget -= n
+            i += 1
+        if not preempted:
+            budget = self._admit(out, budget)
+        return out
+
+    def _admit(self, out: list[ScheduledSeq], budget: int) -> int:
+        bs = self.bm.block_size
+        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+            seq = self.waiting[0]
+            if seq.num_tokens >= self.config.max_model_len:
+                self._fail(seq, f"prompt has {seq.num_tokens} tokens; the context window is {self.config.max_model_len}")
+                continue
+            if self.bm.blocks_for(seq.num_tokens + 1) > self.bm.num_blocks:
+                self._fail(seq, f"the KV cache ({self.bm.num_blocks} blocks of {bs} tokens) "
+                                f"cannot hold this request's {seq.num_tokens} tokens")
+                continue
+            hits = self.bm.match_prefix(seq)
+            n = min(seq.num_tokens - len(hits) * bs, budget)
+            if not self.bm.can_allocate(seq, n, hits):
+                break
+            self.waiting.popleft()
+            self.bm.allocate_prefix(seq, hits)
+            self.bm.allocate(seq, n)
+            if not seq.scheduled_once:
+                seq.scheduled_once = True
+                m = seq.request.metrics
+                m.scheduled_ns = time.perf_counter_ns()
+                m.cached_prompt_tokens = len(hits) * bs
+                self._hit_window.append((seq.num_prompt_tokens, len(hits) * bs))
+            seq.status = SequenceStatus.RUNNING
+            self.running.append(seq)
+            out.append(ScheduledSeq(seq, n))
+            budget -= n
+        return budget
+
+    def _preempt(self, seq: Sequence) -> None:
+        """Drop seq's KV (its full blocks stay findable in the prefix cache) and queue it first."""
+        self.running.remove(seq)
+        self.bm.free(seq)
+        seq.status = SequenceStatus.WAITING
+        seq.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(seq)
+
+    def _fail(self, seq: Sequence, message: str) -> None:
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        else:
+            self.waiting.remove(seq)
+        self.bm.free(seq)
+        self.seqs.pop(seq.seq_id, None)
+        self.errors.append((seq.seq_id, message))
+
+    def postprocess(self, scheduled: list[ScheduledSeq]) -> None:
+        """After the forward pass: advance computed counts and publish newly full blocks."""
+        for s in scheduled:
+            s.seq.num_computed_tokens += s.num_tokens
+            self.bm.commit_full_blocks(s.seq)

@@ -1,0 +1,55 @@
+"""A Sequence is one request inside the torch engine: its tokens (prompt + output so far), how many
+of them have KV in the cache, and the blocks that hold it."""
+from __future__ import annotations
+
+from enum import Enum, auto
+
+import torch
+
+from engine.types import Request, SamplingParams
+
+
+class SequenceStatus(Enum):
+    WAITING = auto()
+    RUNNING = auto()
+
+
+class Sequence:
+    __slots__ = (
+        "request", "seq_id", "token_ids", "num_prompt_tokens", "num_computed_tokens", "block_table",
+        "block_hashes", "status", "params", "generator", "scheduled_once", "num_preemptions",
+    )
+
+    def __init__(self, request: Request):
+        self.request = request
+        self.seq_id = request.request_id
+        self.token_ids: list[int] = list(request.prompt_token_ids)
+        self.num_prompt_tokens = len(self.token_ids)
+        # tokens whose keys/values are in the cache; the rest are computed by the coming steps
+        self.num_computed_tokens = 0
+        self.block_table: list[int] = []
+        self.block_hashes: list[int] = []  # chained hash of each full block, in order
+        self.status = SequenceStatus.WAITING
+        self.params: SamplingParams = request.params
+        self.generator: torch.Generator | None = None
+        self.scheduled_once = False
+        self.num_preemptions = 0
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids) - self.num_prompt_tokens
+
+    @property
+    def num_uncomputed(self) -> int:
+        return len(self.token_ids) - self.num_computed_tokens
+
+    def __repr__(self) -> str:
+        return (f"Sequence({self.seq_id!r}, tokens={self.num_tokens}, computed={self.num_computed_tokens}, "
+                f"blocks={len(self.block_table)}, {self.status.name})")

@@ -1,0 +1,136 @@
+"""Benchmark: the torch backend vs transformers `generate` on SmolLM2-135M, fp32, CPU.
+
+Run: PYTHONPATH=. python tests/perf/bench_torch_cpu.py [--requests 64] [--skip mixed,batch1,prefix]
+Prints one JSON object. Baselines run in the same process, so only the ratios mean much on a
+shared machine."""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+
+import torch
+
+from engine import Engine, SamplingParams
+from engine.model_source import ModelSpec, embedded_model_path
+from engine.weights import model_dir
+
+
+def hf_model():
+    from transformers import AutoModelForCausalLM
+
+    # the same dequantized weights the engine uses (transformers' own GGUF conversion, cached)
+    folder = model_dir(ModelSpec("smollm2-135m", "gguf", str(embedded_model_path())))
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+
+
+def workload(n: int, seed: int = 0) -> list[tuple[list[int], int]]:
+    rng = random.Random(seed)
+    return [([rng.randrange(100, 49000) for _ in range(rng.randint(32, 512))], rng.randint(16, 256))
+            for _ in range(n)]
+
+
+def bench_mixed(engine: Engine, hf, n: int) -> dict:
+    reqs = workload(n)
+    useful = sum(out for _, out in reqs)
+    t0 = time.perf_counter()
+    handles = [engine.submit("", SamplingParams(max_tokens=o, temperature=0, ignore_eos=True), prompt_token_ids=p)
+               for p, o in reqs]
+    results = [h.result() for h in handles]
+    engine_s = time.perf_counter() - t0
+    assert sum(len(r.token_ids) for r in results) == useful
+    t0 = time.perf_counter()
+    for i in range(0, n, 16):  # static batches of 16, left-padded, run to the longest output
+        batch = reqs[i : i + 16]
+        width = max(len(p) for p, _ in batch)
+        ids = torch.tensor([[0] * (width - len(p)) + p for p, _ in batch])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, _ in batch])
+        new = max(o for _, o in batch)
+        with torch.inference_mode():
+            hf.generate(ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                        pad_token_id=0)
+    hf_s = time.perf_counter() - t0
+    return {
+        "requests": n, "output_tokens": useful,
+        "engine_tok_s": useful / engine_s, "hf_generate_b16_tok_s": useful / hf_s,
+        "speedup": hf_s / engine_s, "target": 2.5,
+    }
+
+
+def bench_batch1(engine: Engine, hf, new: int = 128) -> dict:
+    prompt = engine.backend.render_prompt("Write a long story about a lighthouse keeper and the sea.")
+    r = engine.submit("", SamplingParams(max_tokens=new, temperature=0, ignore_eos=True), prompt_token_ids=prompt).result()
+    engine_tps = 1 / r.metrics.tpot_s
+    ids = torch.tensor([prompt])
+    times = {}
+    for n in (1, new):
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        times[n] = time.perf_counter() - t0
+    hf_tps = (new - 1) / (times[new] - times[1])
+    return {"engine_decode_tok_s": engine_tps, "hf_generate_decode_tok_s": hf_tps,
+            "speedup": engine_tps / hf_tps, "target": 1.3}
+
+
+def chat_turns(engine: Engine, turns: int) -> list[dict]:
+    words = "the keeper of the lighthouse wrote down the weather, the ships and the tides each day".split()
+    rng = random.Random(1)
+    system = " ".join(f"{rng.choice(words)} {i}." if i % 7 == 0 else rng.choice(words) for i in range(1500))
+    messages = [{"role": "system", "content": system}]
+    rows = []
+    for t in range(turns):
+        messages.append({"role": "user", "content": f"Question {t}: what happened on day {t * 3}?"})
+        r = engine.generate(messages, SamplingParams(max_tokens=32, temperature=0))[0]
+        messages.append({"role": "assistant", "content": r.text})
+        m = r.metrics
+        rows.append({"turn": t + 1, "prompt_tokens": m.prompt_tokens, "cached_prompt_tokens": m.cached_prompt_tokens,
+                     "cached_fraction": m.cached_prompt_tokens / m.prompt_tokens, "ttft_ms": m.ttft_s * 1e3})
+    return rows
+
+
+def bench_prefix(engine: Engine, engine_off: Engine, turns: int = 20) -> dict:
+    on = chat_turns(engine, turns)
+    off = chat_turns(engine_off, 4)
+    later = on[1:]
+    return {
+        "system_prompt_tokens": on[0]["prompt_tokens"],
+        "min_cached_fraction_from_turn_2": min(r["cached_fraction"] for r in later),
+        "ttft_ms_turn_1": on[0]["ttft_ms"],
+        "mean_ttft_ms_turns_2_on": statistics.fmean(r["ttft_ms"] for r in later),
+        "mean_ttft_ms_turns_2_4_prefix_cache_off": statistics.fmean(r["ttft_ms"] for r in off[1:]),
+        "hit_rate": engine.stats()["prefix_cache_hit_rate"],
+        "turns": on,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=64)
+    ap.add_argument("--skip", default="")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    out: dict = {"threads": torch.get_num_threads(), "note": "CPU shared with other work; compare ratios"}
+    engine = Engine.load("smollm2-135m", backend="torch")
+    out["memory_bandwidth_gbps"] = engine.stats()["memory_bandwidth_gbps"]
+    hf = hf_model() if {"mixed", "batch1"} - skip else None
+    if "batch1" not in skip:
+        out["batch1_decode"] = bench_batch1(engine, hf)
+        out["batch1_decode"]["roofline_fraction"] = engine.stats()["roofline_fraction"]
+        print(json.dumps({"batch1_decode": out["batch1_decode"]}), file=sys.stderr, flush=True)
+    if "mixed" not in skip:
+        out["mixed"] = bench_mixed(engine, hf, args.requests)
+        print(json.dumps({"mixed": out["mixed"]}), file=sys.stderr, flush=True)
+    if "prefix" not in skip:
+        off = Engine.load("smollm2-135m", backend="torch", enable_prefix_caching=False, measure_bandwidth=False)
+        out["prefix_chat"] = bench_prefix(engine, off)
+        off.close()
+    engine.close()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
