@@ -1,6 +1,6 @@
 """Attention over the paged KV cache: write the step's keys/values into their slots, then attend.
-Decode tokens go through one batched gather + SDPA (the torch reference, CUDA-graph safe); prefill
-chunks attend per sequence with SDPA (causal, bottom-right aligned when a cached prefix precedes)."""
+Decode rows attend in groups prepared once per step (a view of consecutive blocks, or one gather +
+SDPA); the batched-gather torch reference serves CUDA graphs; prefill chunks attend per sequence."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,6 +15,21 @@ class PrefillChunk:
     num_tokens: int  # query tokens in this step
     context_len: int  # tokens attended to: cached/earlier ones + this chunk
     block_table: torch.Tensor | None  # blocks to read; None when the chunk is the whole context
+    mask: torch.Tensor | None = None  # [n, context_len] causal mask, built once per step (all layers share it)
+
+
+@dataclass(slots=True)
+class DecodeGroup:
+    """Decode rows start..end, attended to together. Built once per step, read by every layer:
+    either one sequence whose blocks are consecutive (`first_block`: attend to a view of the
+    cache, nothing copied, nothing masked) or gathered blocks with a precomputed additive mask."""
+
+    start: int
+    end: int
+    context_len: int  # the widest row's context (the only row's, for a view)
+    first_block: int = -1  # >= 0: the view case
+    block_ids: torch.Tensor | None = None  # [rows * width] flattened block table
+    mask: torch.Tensor | None = None  # [rows, 1, 1, width * block_size] additive (0 or -inf)
 
 
 @dataclass(slots=True)
@@ -25,9 +40,9 @@ class AttentionMetadata:
     num_decode: int = 0
     decode_block_tables: torch.Tensor | None = None  # [num_decode, width] block ids (padding: any valid id)
     decode_context_lens: torch.Tensor | None = None  # [num_decode] tokens each decode attends to
-    # CPU: decode rows in groups of similar length (row_start, row_end, block_tables, context_lens),
-    # each small enough that its gathered keys/values are still in cache when SDPA reads them
-    decode_groups: list[tuple[int, int, torch.Tensor, torch.Tensor]] | None = None
+    # CPU: decode rows in groups of similar length, each small enough that its gathered keys and
+    # values are still in cache when SDPA reads them
+    decode_groups: list[DecodeGroup] | None = None
     prefills: list[PrefillChunk] = field(default_factory=list)
 
 
@@ -60,6 +75,23 @@ def decode_attention_ref(q, k_cache, v_cache, block_tables, context_lens, scale:
     return o.reshape(b, heads, d)
 
 
+def decode_attention_group(q, k_cache, v_cache, g: DecodeGroup, scale: float) -> torch.Tensor:
+    """decode_attention_ref for one precomputed group. q: [rows, heads, d] -> [rows, heads, d]."""
+    b, heads, d = q.shape
+    kvh, _, bs, _ = k_cache.shape
+    qg = q.view(b, kvh, heads // kvh, d)
+    if g.first_block >= 0:  # consecutive blocks: a view of exactly the context, no mask needed
+        n = -(-g.context_len // bs)
+        k = k_cache[:, g.first_block : g.first_block + n].reshape(1, kvh, n * bs, d)[:, :, : g.context_len]
+        v = v_cache[:, g.first_block : g.first_block + n].reshape(1, kvh, n * bs, d)[:, :, : g.context_len]
+        return F.scaled_dot_product_attention(qg, k, v, scale=scale).reshape(b, heads, d)
+    length = g.mask.shape[-1]
+    k = k_cache.index_select(1, g.block_ids).view(kvh, b, length, d).transpose(0, 1)
+    v = v_cache.index_select(1, g.block_ids).view(kvh, b, length, d).transpose(0, 1)
+    o = F.scaled_dot_product_attention(qg, k, v, attn_mask=g.mask, scale=scale)
+    return o.reshape(b, heads, d)
+
+
 def prefill_attention(q, k, v, k_cache, v_cache, chunk: PrefillChunk, scale: float) -> torch.Tensor:
     """One sequence's chunk. q: [n, heads, d]; k, v: [n, kv_heads, d] (this chunk's own keys)."""
     n, heads, d = q.shape
@@ -78,21 +110,29 @@ def prefill_attention(q, k, v, k_cache, v_cache, chunk: PrefillChunk, scale: flo
     if chunk.block_table is None:
         o = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, scale=scale)
     else:
-        ctx = chunk.context_len
-        rows = torch.arange(ctx - n, ctx, device=q.device)[:, None]
-        mask = torch.arange(ctx, device=q.device)[None, :] <= rows
+        mask = chunk.mask if chunk.mask is not None else causal_mask(n, chunk.context_len, q.device)
         o = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, scale=scale)
     return o.transpose(0, 1)
 
 
+def causal_mask(n: int, ctx: int, device) -> torch.Tensor:
+    """[n, ctx] bool: the chunk's last n tokens each see the context up to themselves."""
+    rows = torch.arange(ctx - n, ctx, device=device)[:, None]
+    return torch.arange(ctx, device=device)[None, :] <= rows
+
+
 def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
     nd = meta.num_decode
-    if not meta.prefills and meta.decode_groups is None:
-        return decode_attention_ref(q, k_cache, v_cache, meta.decode_block_tables, meta.decode_context_lens, scale)
+    groups = meta.decode_groups
+    if not meta.prefills:
+        if groups is None:
+            return decode_attention_ref(q, k_cache, v_cache, meta.decode_block_tables, meta.decode_context_lens, scale)
+        if len(groups) == 1:  # batch-1 decode and other small batches: no copy into `out`
+            return decode_attention_group(q, k_cache, v_cache, groups[0], scale)
     out = torch.empty_like(q)
-    if meta.decode_groups is not None:
-        for a, b, tables, lens in meta.decode_groups:
-            out[a:b] = decode_attention_ref(q[a:b], k_cache, v_cache, tables, lens, scale)
+    if groups is not None:
+        for g in groups:
+            out[g.start : g.end] = decode_attention_group(q[g.start : g.end], k_cache, v_cache, g, scale)
     elif nd:
         out[:nd] = decode_attention_ref(
             q[:nd], k_cache, v_cache, meta.decode_block_tables, meta.decode_context_lens, scale

@@ -2,6 +2,7 @@
 block hashes (hash of parent key + the block's token ids; tokens are compared again on a hit)."""
 from __future__ import annotations
 
+from engine.prefix_inspector import PrefixInspector
 from engine.sequence import Sequence
 
 
@@ -26,6 +27,8 @@ class BlockManager:
         # released prefix stays findable as long as possible
         self.free_block_ids: dict[int, None] = dict.fromkeys(range(num_blocks))
         self.hash_to_block_id: dict[int, int] = {}
+        # explains each admitted prompt's hits and first miss (RequestMetrics.prefix_report)
+        self.inspector = PrefixInspector(block_size) if enable_prefix_caching else None
 
     @property
     def num_free_blocks(self) -> int:
@@ -70,6 +73,9 @@ class BlockManager:
 
     def allocate_prefix(self, seq: Sequence, hits: list[int]) -> None:
         assert not seq.block_table and seq.num_computed_tokens == 0
+        if self.inspector is not None and not seq.scheduled_once:  # first admission, not a re-admission
+            seq.request.metrics.prefix_report = self.inspector.admit(
+                seq.seq_id, seq.token_ids[: seq.num_prompt_tokens], hits)
         for bid in hits:
             block = self.blocks[bid]
             if block.ref_count == 0:
@@ -106,6 +112,18 @@ class BlockManager:
         seq.block_table = []
         seq.block_hashes = []
         seq.num_computed_tokens = 0
+
+    def trim(self, seq: Sequence) -> None:
+        """Free the blocks past seq's computed tokens (speculative decoding's rollback). They were
+        taken for drafts in this step, never registered, so they go back as plain free blocks."""
+        keep = self.blocks_for(seq.num_computed_tokens)
+        for bid in reversed(seq.block_table[keep:]):
+            block = self.blocks[bid]
+            assert block.hash == -1, "a block holding rejected tokens was registered"
+            block.ref_count -= 1
+            if block.ref_count == 0:
+                self.free_block_ids[bid] = None
+        del seq.block_table[keep:]
 
     def commit_full_blocks(self, seq: Sequence) -> None:
         """Register the blocks that became full (their KV is now written) in the prefix cache."""

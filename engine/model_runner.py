@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.attention import AttentionMetadata, PrefillChunk
+from engine.attention import AttentionMetadata, DecodeGroup, PrefillChunk, causal_mask
 from engine.llama import LlamaForCausalLM, ModelConfig
 from engine.scheduler import ScheduledSeq
 from engine.sequence import Sequence
@@ -112,10 +112,11 @@ class ModelRunner:
         for s in prefills:
             seq = s.seq
             ctx = seq.num_computed_tokens + s.num_tokens
-            table = None
+            table = mask = None
             if seq.num_computed_tokens:
                 table = self._tensor(seq.block_table[: -(-ctx // bs)])
-            meta.prefills.append(PrefillChunk(row, s.num_tokens, ctx, table))
+                mask = causal_mask(s.num_tokens, ctx, self.device)  # once here, not in every layer
+            meta.prefills.append(PrefillChunk(row, s.num_tokens, ctx, table, mask))
             row += s.num_tokens
         # rows whose chunk reaches the end of the sequence produce a token
         sample_rows, sample_seqs = [], []
@@ -133,16 +134,32 @@ class ModelRunner:
         tables = [s.seq.block_table + [0] * (width - len(s.seq.block_table)) for s in decodes]  # pad: masked
         return self._tensor(tables), self._tensor(lens)
 
-    def _decode_groups(self, decodes: list[ScheduledSeq], lens: list[int]):
+    def _decode_groups(self, decodes: list[ScheduledSeq], lens: list[int]) -> list[DecodeGroup]:
         """Split the (length-sorted) decode rows into groups of at most ~decode_group_tokens padded
         tokens: gathering one group's KV and attending to it then stays within the CPU caches."""
         groups, start, n = [], 0, len(decodes)
         for i in range(1, n + 1):
             # rows start..i (sorted, so decodes[i] is the widest) would exceed the group budget
             if i == n or (i + 1 - start) * len(decodes[i].seq.block_table) * self.block_size > self.decode_group_tokens:
-                groups.append((start, i, *self._tables(decodes[start:i], lens[start:i])))
+                groups.append(self._decode_group(start, i, decodes[start:i], lens[start:i]))
                 start = i
         return groups
+
+    def _decode_group(self, start: int, end: int, rows: list[ScheduledSeq], lens: list[int]) -> DecodeGroup:
+        """Everything the layers need for these rows, built once per step instead of per layer."""
+        bs = self.block_size
+        if len(rows) == 1:
+            table = rows[0].seq.block_table[: -(-lens[0] // bs)]
+            b0 = table[0]
+            if table[-1] - b0 == len(table) - 1 and table == list(range(b0, b0 + len(table))):
+                return DecodeGroup(start, end, lens[0], first_block=b0)
+        width = max(-(-n // bs) for n in lens)
+        ids = [b for s in rows for b in s.seq.block_table[:width] + [0] * (width - len(s.seq.block_table[:width]))]
+        length = width * bs
+        lens_t = torch.tensor(lens)
+        keep = torch.arange(length)[None, :] < lens_t[:, None]
+        mask = torch.zeros(len(rows), 1, 1, length, dtype=self.dtype).masked_fill_(~keep.view(len(rows), 1, 1, length), float("-inf"))
+        return DecodeGroup(start, end, max(lens), block_ids=self._tensor(ids), mask=mask.to(self.device))
 
     # ---- run ----
     @torch.inference_mode()
@@ -244,3 +261,37 @@ class ModelRunner:
         graph, logits = self.graphs[key]
         graph.replay()
         return logits
+
+    # ---- speculative decoding (driven by engine/speculation.py; kept apart from the rest) ----
+    @torch.inference_mode()
+    def run_verify(self, batch: list[ScheduledSeq], rows_wanted: dict[str, int]):
+        """One forward pass like run(), returning logits instead of samples: rows_wanted[seq_id]
+        rows (a verify step: its last token + drafts) for the sequences named there, the last row
+        for the others whose context is now computed. Returns (seqs, row counts, logits)."""
+        input_ids, positions, meta, rows, seqs = self.prepare(batch)
+        hidden = self.model(input_ids, positions, self.kv_cache, meta)
+        idx: list[int] = []
+        counts: list[int] = []
+        for r, seq in zip(rows, seqs):
+            c = rows_wanted.get(seq.seq_id, 1)
+            idx.extend(range(r - c + 1, r + 1))
+            counts.append(c)
+        logits = self.model.compute_logits(hidden[self._tensor(idx)]) if idx else None
+        return seqs, counts, logits
+
+    @torch.inference_mode()
+    def run_first_layers(self, batch: list[ScheduledSeq], num_layers: int):
+        """Self-speculation's draft pass: the first num_layers layers, the final norm and the LM
+        head, over the model's own KV cache (those layers write exactly the keys and values the
+        full model writes for these tokens; the verify pass overwrites them). Mirrors
+        LlamaForCausalLM.forward. Returns (seqs, logits of their last rows)."""
+        input_ids, positions, meta, rows, seqs = self.prepare(batch)
+        m = self.model
+        x = m.embed_tokens(input_ids)
+        cos = m.rope_cos.index_select(0, positions).to(x.dtype).unsqueeze(1)
+        sin = m.rope_sin.index_select(0, positions).to(x.dtype).unsqueeze(1)
+        for layer in m.layers[:num_layers]:
+            x = layer(x, cos, sin, self.kv_cache, meta)
+        if len(rows) != x.shape[0]:
+            x = x[self._tensor(rows)]
+        return seqs, m.compute_logits(m.norm(x))

@@ -67,7 +67,12 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
-            n = min(seq.num_uncomputed, budget)
+            if seq.num_draft and seq.num_uncomputed != 1:
+                seq.clear_draft()  # drafts extend a decode only
+            n = min(seq.num_uncomputed + seq.num_draft, budget)
+            if seq.num_draft >= n:  # the budget cuts the drafts short
+                seq.num_draft = n - 1
+                del seq.draft_token_ids[n - 1 :]
             while not self.bm.can_allocate(seq, n):
                 victim = self.running[-1]
                 if victim is seq and len(self.running) == 1:
@@ -122,6 +127,7 @@ class Scheduler:
         """Drop seq's KV (its full blocks stay findable in the prefix cache) and queue it first."""
         self.running.remove(seq)
         self.bm.free(seq)
+        seq.clear_draft()
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
         self.num_preemptions += 1
@@ -136,8 +142,19 @@ class Scheduler:
         self.seqs.pop(seq.seq_id, None)
         self.errors.append((seq.seq_id, message))
 
-    def postprocess(self, scheduled: list[ScheduledSeq]) -> None:
-        """After the forward pass: advance computed counts and publish newly full blocks."""
+    def postprocess(self, scheduled: list[ScheduledSeq], accepted: dict[str, int] | None = None) -> None:
+        """After the forward pass: advance computed counts and publish newly full blocks. A verify
+        step (last token + drafts) keeps only the last token and the `accepted[seq_id]` drafts
+        before it is published: the rejected tokens leave token_ids, their KV slots lie past the
+        computed end (overwritten later), and blocks wholly past it are freed."""
         for s in scheduled:
-            s.seq.num_computed_tokens += s.num_tokens
-            self.bm.commit_full_blocks(s.seq)
+            seq = s.seq
+            a = None if accepted is None else accepted.get(seq.seq_id)
+            if a is None:
+                seq.num_computed_tokens += s.num_tokens
+            else:
+                assert 0 <= a < s.num_tokens
+                seq.num_computed_tokens += 1 + a
+                del seq.token_ids[seq.num_computed_tokens :]
+                self.bm.trim(seq)
+            self.bm.commit_full_blocks(seq)

@@ -18,6 +18,7 @@ class Sequence:
     __slots__ = (
         "request", "seq_id", "token_ids", "num_prompt_tokens", "num_computed_tokens", "block_table",
         "block_hashes", "status", "params", "generator", "scheduled_once", "num_preemptions",
+        "num_draft", "draft_token_ids",
     )
 
     def __init__(self, request: Request):
@@ -34,6 +35,14 @@ class Sequence:
         self.generator: torch.Generator | None = None
         self.scheduled_once = False
         self.num_preemptions = 0
+        # speculative decoding: draft tokens to verify in the coming step (set by the speculator
+        # before scheduling; model drafters fill draft_token_ids after it)
+        self.num_draft = 0
+        self.draft_token_ids: list[int] = []
+
+    def clear_draft(self) -> None:
+        self.num_draft = 0
+        self.draft_token_ids = []
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -79,3 +79,11 @@ class BudgetComputed(Message):
         self.rows = rows
         self.session_id = session_id
         super().__init__()
+
+
+class SweepLoaded(Message):
+    """The latest speculation sweep grid (sessions.spec_sweep.load_sweep rows)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        super().__init__()

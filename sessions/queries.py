@@ -52,7 +52,8 @@ def get_session(store: Store, session_id: str, *, token_times: bool = True) -> d
         store.execute(
             """SELECT id, status, finish_reason, error, model, backend, params, prompt_tokens, output_tokens,
                       cached_prompt_tokens, spec_draft_tokens, spec_accepted_tokens, ttft_ms, tpot_ms, e2el_ms,
-                      queue_time_ms, prefill_time_ms, arrival_ns, first_token_ns, finished_ns, created_at
+                      queue_time_ms, prefill_time_ms, arrival_ns, first_token_ns, finished_ns, created_at,
+                      prefix_report
                FROM requests WHERE session_id = ? ORDER BY arrival_ns""",
             [sid],
         )
@@ -73,6 +74,8 @@ def get_session(store: Store, session_id: str, *, token_times: bool = True) -> d
     for r in requests:
         if isinstance(r.get("params"), str):
             r["params"] = json.loads(r["params"])
+        if isinstance(r.get("prefix_report"), str):
+            r["prefix_report"] = json.loads(r["prefix_report"])
     session["requests"] = requests
     return session
 

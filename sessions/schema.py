@@ -218,6 +218,36 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE messages ADD COLUMN cache_similarity DOUBLE;  -- cosine similarity of the hit
         """,
     ),
+    (
+        6,
+        "speculative decoding sweeps: workload x batch size x speculation, one bench run per cell",
+        """
+        CREATE TABLE spec_sweep_cells (
+            sweep_id VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            workload VARCHAR NOT NULL,
+            batch_size INTEGER NOT NULL,      -- requests kept in flight
+            speculation VARCHAR NOT NULL,     -- off | ngram | draft | self | auto
+            run_id VARCHAR NOT NULL,          -- bench_runs.id of this cell
+            output_throughput DOUBLE,         -- output tokens per second
+            speedup DOUBLE,                   -- output_throughput / the same cell with speculation off
+            spec_draft_tokens BIGINT,
+            spec_accepted_tokens BIGINT,
+            acceptance_rate DOUBLE,
+            mean_accepted_length DOUBLE,
+            identical_to_off BOOLEAN,         -- greedy output token-identical to the off cell
+            policy_reason VARCHAR,            -- the auto policy's last decision and why
+            PRIMARY KEY (sweep_id, workload, batch_size, speculation)
+        );
+        """,
+    ),
+    (
+        7,
+        "prefix-cache report per request: blocks hit, first miss and what broke the match",
+        """
+        ALTER TABLE requests ADD COLUMN prefix_report JSON;  -- engine.prefix_inspector (torch engine)
+        """,
+    ),
 ]
 
 MIGRATIONS.sort(key=lambda m: m[0])

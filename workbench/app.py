@@ -9,7 +9,7 @@ from typing import Any, Iterable
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
@@ -21,9 +21,11 @@ from panels.cache_panel import CachePanel
 from panels.chat import ChatPanel
 from panels.engine_panel import EnginePanel
 from panels.latency import LatencyPanel
-from panels.messages import (BudgetComputed, CachedReply, EngineReady, PromptSubmitted, SessionLoaded, SessionSelected,
+from panels.messages import (SweepLoaded, BudgetComputed, CachedReply, EngineReady, PromptSubmitted, SessionLoaded, SessionSelected,
                              SessionsListed, TraceLoaded, TracesListed)
+from panels.prefix_panel import PrefixPanel
 from panels.sessions_list import SessionsPanel
+from panels.spec_panel import SpecPanel
 from panels.trace_inspector import TraceInspector
 from workbench.services import ChatService
 
@@ -42,6 +44,7 @@ class WorkbenchApp(App):
         Binding("f6", "tab_traces", "Traces", id="tab_traces", tooltip="Show the Traces tab: imported agent traces and their N+1 findings"),
         Binding("f7", "tab_budget", "Budget", id="tab_budget", tooltip="Show the Budget tab: the context window of each call of this chat"),
         Binding("f8", "tab_cache", "Cache", id="tab_cache", tooltip="Show the Cache tab: semantic cache hits, misses and guard refusals"),
+        Binding("f9", "tab_engine", "Engine", id="tab_engine", tooltip="Show the Engine tab: speculation decisions and grid, prefix-cache hits and misses"),
         Binding("ctrl+q", "quit", "Quit", id="quit", tooltip="Quit; a reply in progress is stopped and kept", priority=True),
     ]
 
@@ -67,7 +70,8 @@ class WorkbenchApp(App):
         self.awaiting_reply = False  # a turn is with the cache or the engine
         self.last_cached: CachedReply | None = None
         self.pending_steps: list[StepEvent] = []  # for the engine panel while its tab is hidden
-        self.stale: set[str] = {"tab-traces", "tab-budget", "tab-cache"}  # tabs to refresh when shown
+        self.stale: set[str] = {"tab-traces", "tab-budget", "tab-cache", "tab-engine"}  # tabs to refresh when shown
+        self.prefix_rows: list[tuple[str, dict | None]] = []  # (request id, prefix report) of this chat
         self.budget_rows: list[dict[str, Any]] = []
         _ = DEFAULTS
 
@@ -93,6 +97,10 @@ class WorkbenchApp(App):
             with TabPane("Cache", id="tab-cache"):
                 yield CachePanel(id="cache-panel")
                 yield Static("", id="cache-status")
+            with TabPane("Engine", id="tab-engine"):
+                with VerticalScroll(id="engine-tab-scroll"):
+                    yield SpecPanel(id="spec-panel")
+                    yield PrefixPanel(id="prefix-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -283,6 +291,21 @@ class WorkbenchApp(App):
                 self.compute_budget()
         elif pane == "tab-cache":
             self.update_cache_panel()
+        elif pane == "tab-engine":
+            if self.service.engine is not None:
+                self.query_one(SpecPanel).update_stats(self.service.engine.stats())
+            self.query_one(PrefixPanel).update_reports(self.prefix_rows[-20:])
+            self.load_sweep()
+
+    @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
+    def load_sweep(self) -> None:
+        from sessions.spec_sweep import load_sweep
+
+        if self.service.store is not None:
+            self.post_message(SweepLoaded(load_sweep(self.service.store)))
+
+    def on_sweep_loaded(self, message: SweepLoaded) -> None:
+        self.query_one(SpecPanel).update_grid(message.rows)
 
     @property
     def active_tab(self) -> str:
@@ -406,8 +429,9 @@ class WorkbenchApp(App):
             self.query_one(EnginePanel).set_stats(self.service.engine.stats())
         if result.finish_reason == "error":
             self.notify(result.error or "the request failed", severity="error")
+        self.prefix_rows.append((result.request_id, getattr(result.metrics, "prefix_report", None)))
         self.refresh_sessions()
-        self.mark_stale("tab-budget", "tab-cache")
+        self.mark_stale("tab-budget", "tab-cache", "tab-engine")
 
     # ---- actions ----
     def action_new_session(self) -> None:
@@ -462,6 +486,9 @@ class WorkbenchApp(App):
 
     def action_tab_cache(self) -> None:
         self.show_tab("tab-cache")
+
+    def action_tab_engine(self) -> None:
+        self.show_tab("tab-engine")
 
     async def action_quit(self) -> None:
         self.service.cancel()

@@ -58,8 +58,10 @@ class LlamaCppBackend(Backend):
         self._produced = 0
         self._prefix_hits = 0
         self._prompt_tokens_seen = 0
-        self.speculation = "off"  # prompt-lookup drafting lost here; see the speculation work
-        self.speculation_reason = "llama.cpp backend decodes one token per step"
+        # prompt lookup lost here (an A/B measured on demand and cached; never measured at load)
+        from engine.backends.llamacpp_spec import decide
+
+        self.speculation, self.speculation_reason = "off", f"speculation={speculation!r}: " + decide(spec.path)[1]
 
     # ---- prompts ----
     def _chat_formatter(self):

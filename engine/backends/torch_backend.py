@@ -59,10 +59,9 @@ class TorchBackend(Backend):
         cuda_graphs: bool = True,
         n_threads: int | None = None,
         measure_bandwidth: bool = True,
+        spec_options: dict[str, Any] | None = None,
     ):
-        if draft is not None or speculation not in ("auto", "off"):
-            raise EngineError("speculative decoding is not available in the torch backend yet (use speculation='off')")
-        self.speculation = speculation
+        _check_speculation(speculation, draft)
         self.device = pick_device(device)
         if dtype == "auto":
             self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
@@ -87,18 +86,21 @@ class TorchBackend(Backend):
             max_num_seqs=max_num_seqs or (256 if gpu else 64), max_model_len=self.context_window,
             cuda_graphs=cuda_graphs,
         ), max_num_batched_tokens or (8192 if gpu else 1024), enable_prefix_caching, measure_bandwidth)
+        self._draft_name = draft
+        self.set_speculation(speculation, **(spec_options or {}))
 
     @classmethod
     def from_config(
         cls, cfg: ModelConfig, device: str = "auto", dtype: str = "auto", *, max_model_len: int | None = None,
         max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None, block_size: int = 16,
         num_kv_blocks: int = 0, kv_cache_gb: float = 2.0, enable_prefix_caching: bool = True,
-        cuda_graphs: bool = True, measure_bandwidth: bool = True,
+        cuda_graphs: bool = True, measure_bandwidth: bool = True, speculation: str = "off",
+        spec_options: dict[str, Any] | None = None,
     ) -> "TorchBackend":
         """A random-weight model of a given shape, without tokenizer (benchmarks, tests): submit
         prompt_token_ids."""
+        _check_speculation(speculation, None)
         self = cls.__new__(cls)
-        self.speculation = "off"
         self.device = pick_device(device)
         self.dtype = _DTYPES.get(dtype) or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         self.model_name = f"random-{cfg.model_type}-{cfg.param_count() / 1e9:.1f}b"
@@ -111,12 +113,16 @@ class TorchBackend(Backend):
             max_num_seqs=max_num_seqs or (256 if gpu else 64), max_model_len=self.context_window,
             cuda_graphs=cuda_graphs,
         ), max_num_batched_tokens or (8192 if gpu else 1024), enable_prefix_caching, measure_bandwidth)
+        self._draft_name = None
+        self.set_speculation(speculation, **(spec_options or {}))
         return self
 
     def _setup(self, cfg: ModelConfig, rcfg: RunnerConfig, max_batched: int, prefix_caching: bool, measure: bool):
         self.cfg = cfg
         self.runner = ModelRunner(self.model, cfg, rcfg, self.device, self.dtype)
         self.block_manager = BlockManager(self.runner.num_kv_blocks, rcfg.block_size, prefix_caching)
+        if self.block_manager.inspector is not None:  # prefix reports quote the tokens around a miss
+            self.block_manager.inspector.decode = self.decode
         self.scheduler = Scheduler(
             SchedulerConfig(rcfg.max_num_seqs, max(max_batched, rcfg.max_num_seqs), self.context_window),
             self.block_manager,
@@ -125,6 +131,56 @@ class TorchBackend(Backend):
         self.meter = RooflineMeter(_weight_bytes(self.model), self.runner.kv_bytes_per_token, self.bandwidth_gbps)
         self._last: StepEvent | None = None
         self._last_roofline: float | None = None
+        self.speculator = None
+        self._drafters: dict[str, Any] = {}  # built once, kept across set_speculation()
+
+    # ---- speculative decoding ----
+    def set_speculation(self, mode: str, *, k_max: int | None = None, self_layers: int | None = None,
+                        ngram_max: int = 3, ngram_min: int = 2) -> None:
+        """Switch speculation between requests (engine idle): off, auto, ngram, draft, self.
+        "draft" without a draft model is self-speculation; "auto" drafts with the draft model if
+        one was given, else by prompt lookup, and decides per step whether that pays."""
+        from engine.proposers import NgramProposer, SelfDrafter
+        from engine.spec_policy import SpecPolicy
+        from engine.speculation import Speculator
+
+        _check_speculation(mode, self._draft_name)
+        self.speculation_mode = mode
+        if mode == "off":
+            self.speculator = None
+            return
+        kind = "ngram" if mode == "ngram" or (mode == "auto" and not self._draft_name) else "model"
+        if kind == "ngram":
+            proposer = NgramProposer(ngram_max, ngram_min)
+        elif self._draft_name:
+            proposer = self._draft_model_drafter()
+        else:
+            n = self_layers or max(1, self.cfg.num_layers // 4)
+            proposer = SelfDrafter(self.runner, min(n, self.cfg.num_layers))
+        k = k_max or (8 if kind == "ngram" else 4)
+        self.speculator = Speculator(mode, proposer, SpecPolicy(mode, k), self.context_window)
+
+    def _draft_model_drafter(self):
+        from engine.model_source import resolve_model
+        from engine.proposers import DraftModelDrafter
+
+        d = self._drafters.get("draft")
+        if d is not None:
+            return d
+        spec = resolve_model(self._draft_name)
+        folder = weights.model_dir(spec)
+        cfg = ModelConfig.from_hf(weights.read_config(folder))
+        if cfg.vocab_size != self.cfg.vocab_size:
+            raise EngineError(f"draft model {spec.display_name} has a vocabulary of {cfg.vocab_size} tokens, "
+                              f"the target {self.cfg.vocab_size}: a draft model needs the same tokenizer")
+        model = build_model(cfg, self.context_window, self.device, self.dtype, weights.load_tensors(folder))
+        rc = self.runner.rcfg
+        runner = ModelRunner(model, cfg, RunnerConfig(
+            block_size=rc.block_size, kv_cache_gb=rc.kv_cache_gb / 4, max_num_seqs=rc.max_num_seqs,
+            max_model_len=self.context_window, cuda_graphs=False), self.device, self.dtype)
+        d = self._drafters["draft"] = DraftModelDrafter(runner, BlockManager(runner.num_kv_blocks, rc.block_size, False),
+                                                        spec.display_name)
+        return d
 
     # ---- tokens (any thread) ----
     def render_prompt(self, prompt: Prompt) -> list[int]:
@@ -163,25 +219,51 @@ class TorchBackend(Backend):
 
     def free_request(self, request_id: str) -> None:
         self.scheduler.free(request_id)
+        if self.speculator is not None:
+            self.speculator.forget(request_id)
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
 
     def step(self) -> tuple[list[SeqOutput], StepEvent | None]:
         t0 = time.perf_counter_ns()
+        spec = self.speculator
+        plan_ns = spec.plan(self.scheduler.running) if spec is not None else 0
         batch = self.scheduler.schedule()
         outputs = self._drain_errors(t0)
         if not batch:
             return outputs, None
-        sampled = self.runner.run(batch)
-        t_sampled = time.perf_counter_ns()
-        self.scheduler.postprocess(batch)
+        t_fwd = time.perf_counter_ns()
+        verifying = spec.speculating(batch) if spec is not None else []
+        if verifying:
+            res = spec.run(self.runner, batch, verifying)
+            t_sampled = time.perf_counter_ns()
+            self.scheduler.postprocess(batch, {s.seq_id: len(res.tokens[s.seq_id]) - 1 for s in verifying})
+            new = res.tokens
+        else:
+            sampled = self.runner.run(batch)
+            t_sampled = time.perf_counter_ns()
+            self.scheduler.postprocess(batch)
+            new = {sid: [tok] for sid, tok in sampled.items()}
         for s in batch:
-            tok = sampled.get(s.seq.seq_id)
-            if tok is not None:
-                s.seq.token_ids.append(tok)
-                outputs.append(SeqOutput(s.seq.seq_id, [tok], t_sampled))
+            toks = new.get(s.seq.seq_id)
+            if toks is not None:
+                s.seq.token_ids.append(toks[-1])  # accepted drafts are already in token_ids
+                outputs.append(SeqOutput(s.seq.seq_id, toks, t_sampled))
+            s.seq.clear_draft()
         info = self.runner.info
+        note = "cuda graph" if info.used_graph else None
+        n_draft = sum(s.num_tokens - 1 for s in batch if s.seq in verifying) if verifying else 0
+        if verifying:  # verify rows ran as chunks: count them as decode work, not prefill
+            info.prefill_tokens -= n_draft + len(verifying)
+            info.decode_tokens += len(verifying)
+        if spec is not None:
+            draft_ns = plan_ns + (res.draft_ns if verifying else 0)
+            if not info.prefill_tokens:
+                spec.policy.observe_step(len(batch), (t_sampled - t_fwd - (res.draft_ns if verifying else 0)) / 1e9,
+                                         n_draft, draft_ns / 1e9, max((s.num_draft for s in verifying), default=0)
+                                         if spec.proposer.needs_forward else 0)
+            note = f"spec {spec.policy.decision}: {spec.policy.reason}"
         roofline = None
         if info.decode_tokens and not info.prefill_tokens:
             roofline = self.meter.fraction(t_sampled - t0, info.context_tokens)
@@ -192,7 +274,8 @@ class TorchBackend(Backend):
             prefill_tokens=info.prefill_tokens, decode_tokens=info.decode_tokens,
             running=len(self.scheduler.running), waiting=len(self.scheduler.waiting),
             kv_blocks_used=bm.num_used_blocks, kv_blocks_free=bm.num_free_blocks, roofline_fraction=roofline,
-            note="cuda graph" if info.used_graph else None,
+            spec_draft_tokens=res.draft_tokens if verifying else 0,
+            spec_accepted_tokens=res.accepted_tokens if verifying else 0, note=note,
         )
         self._last = ev
         return outputs, ev
@@ -217,10 +300,26 @@ class TorchBackend(Backend):
             "memory_bandwidth_gbps": self.bandwidth_gbps,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
+            **self._spec_stats(),
         }
+
+    def _spec_stats(self) -> dict[str, Any]:
+        if self.speculator is None:
+            return {"speculation_mode": "off", "speculation": "off", "speculation_reason": "speculation='off' asked for",
+                    "spec_k": 0}
+        return self.speculator.stats_dict()
 
     def close(self) -> None:
         self.runner.graphs.clear()
+
+
+def _check_speculation(mode: str, draft: str | None) -> None:
+    from engine.speculation import MODES
+
+    if mode not in MODES:
+        raise EngineError(f"unknown speculation {mode!r}: choose one of {', '.join(MODES)}")
+    if draft is not None and mode in ("ngram", "self"):
+        raise EngineError(f"speculation={mode!r} does not use a draft model; drop draft= or use 'draft' or 'auto'")
 
 
 def build_model(cfg: ModelConfig, max_positions: int, device, dtype, tensors: dict | None) -> LlamaForCausalLM:

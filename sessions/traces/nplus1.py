@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import json
+import math
+import operator
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sessions.traces.fastjson import make_encoder
+from sessions.traces.gcpause import gc_paused
 from sessions.traces.model import Span, Trace
 
 REQUESTED_BY = "workbench.requested_by"
@@ -74,14 +78,15 @@ _CMD_TOKENS = re.compile(
 _REPEATED_PARAMS = re.compile(r"\?(?:[\s,]+\?)+")
 
 
-# one encoder for all calls: json.dumps(**options) builds a new one each time
-_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+# one encoder for all calls: json.dumps(**options) builds a new one each time, and even a kept
+# JSONEncoder builds its C encoder again on every encode()
+_CANONICAL = make_encoder(sort_keys=True, compact=True)
 
 
 def canonical(arguments: Any) -> str:
     if isinstance(arguments, str):
         return arguments
-    return _CANONICAL.encode(arguments)
+    return _CANONICAL(arguments)
 
 
 def parameterize_command(text: str) -> str:
@@ -102,13 +107,57 @@ def parameterize(arguments: Any, exact: str, command_keys: tuple[str, ...]) -> s
             else:
                 parts.append(f"{k}={parameterize(v, canonical(v), command_keys)}")
         return "{" + ",".join(parts) + "}"
+    if type(arguments) is dict:
+        # a flat object's signature depends only on its keys and the types of its values (null
+        # stays, the rest become ?): the N calls of an N+1 share them and are parameterized once
+        types = tuple(map(type, arguments.values()))
+        memo_key = (tuple(arguments), types)
+        sig = _FLAT_SIGNATURES.get(memo_key)
+        if sig is not None:
+            return sig
+        sig = _flat_shape(arguments)
+        if sig is not None:
+            sig = _finish(sig)
+            if float not in types and len(_FLAT_SIGNATURES) < _FLAT_SIGNATURES_MAX:  # a float may be NaN
+                _FLAT_SIGNATURES[memo_key] = sig
+            return sig
+    return _finish(_JSON_NUMBER.sub("?", _JSON_STRING.sub(_keep_keys, exact)))
+
+
+_FLAT_SIGNATURES: dict[tuple, str] = {}
+_FLAT_SIGNATURES_MAX = 4096  # distinct argument shapes remembered; beyond, computed each time
+
+
+def _finish(sig: str) -> str:
+    sig = sig.replace("true", "?").replace("false", "?")
     # a list of values is one parameter however long it is, as Sentry collapses `IN (?, ?, ?)`
-    sig = _JSON_NUMBER.sub("?", _JSON_STRING.sub(_keep_keys, exact)).replace("true", "?").replace("false", "?")
     return _REPEATED_PARAMS.sub("?", sig) if "?," in sig else sig
 
 
 def _keep_keys(m: re.Match) -> str:
     return m.group(0) if m.group(1) else "?"
+
+
+def _flat_shape(arguments: dict) -> str | None:
+    """What the two regexes make of the canonical JSON of a flat object under plain keys (ASCII
+    letters, digits, _), built without running them over the text: `{"order_id":?}` for
+    `{"order_id": 17}`. None for anything else (nested values, other keys, NaN, Infinity), which
+    the regexes then handle."""
+    parts = []
+    for k, v in arguments.items():
+        if type(k) is not str or not (k.isascii() and k.replace("_", "a").isalnum()):
+            return None
+        t = type(v)
+        if t is str or t is int or (t is float and math.isfinite(v)):
+            parts.append((k, "?"))
+        elif v is None:
+            parts.append((k, "null"))
+        elif t is bool:
+            parts.append((k, "true" if v else "false"))
+        else:
+            return None
+    parts.sort()
+    return "{" + ",".join([f'"{k}":{v}' for k, v in parts]) + "}"
 
 
 def fingerprint(kind: str, tool: str, signature: str) -> str:
@@ -177,15 +226,12 @@ class NPlusOneDetector:
     def detect(self, trace: Trace, calls: list[ToolCallView]) -> list[Finding]:
         findings = []
         index: _LlmIndex | None = None
-        i = 0
-        while i < len(calls):
-            j = i + 1
-            while j < len(calls) and calls[j].tool == calls[i].tool and calls[j].signature == calls[i].signature:
-                j += 1
-            run = calls[i:j]
-            i = j
-            if len(run) < self.settings.min_repeats or len({c.exact for c in run}) < 2:
-                continue  # too few, or all identical (that is a redundant call, reported apart)
+        keys = [(c.tool, c.signature) for c in calls]
+        # a run of n calls is n - 1 neighbours that match
+        for start, stop in _equal_runs(keys, 1, self.settings.min_repeats - 1):
+            run = calls[start:stop + 1]
+            if len({c.exact for c in run}) < 2:
+                continue  # all identical: that is a redundant call, reported apart
             index = index or _LlmIndex(trace)
             f = self._finding(trace, run, index)
             if f is not None:
@@ -311,19 +357,11 @@ class LoopDetector:
         covered = [False] * len(seq)
         findings = []
         for p in range(self.settings.min_period_calls, self.settings.max_period_calls + 1):
-            j = 0
-            while j + p < len(seq):
-                if seq[j] != seq[j + p]:
-                    j += 1
-                    continue
-                k = j
-                while k + p < len(seq) and seq[k] == seq[k + p]:
-                    k += 1
-                start, length = j, (k - j) + p
-                repeats = length // p
-                j = k
+            # calls j..k-1 each equal to the call p later: (k - j) + p calls repeating with period p
+            for start, k in _equal_runs(seq, p, (self.settings.min_repeats - 1) * p):
+                repeats = ((k - start) + p) // p
                 block = seq[start:start + p]
-                if repeats < self.settings.min_repeats or len(set(block)) < 2 or _has_shorter_period(block):
+                if len(set(block)) < 2 or _has_shorter_period(block):
                     continue
                 if any(covered[start:start + repeats * p]):
                     continue
@@ -344,6 +382,15 @@ class LoopDetector:
                        fingerprint(self.kind, tool, signature), signature, _dispatch(spans, timings), timings)
 
 
+def _equal_runs(seq: list, lag: int, min_len: int) -> Iterator[tuple[int, int]]:
+    """Maximal runs [j, k) of positions where seq[i] == seq[i + lag], at least min_len (and 1)
+    long, in order. The comparisons and the run search run in C (a byte per position and a
+    regex over the bytes): a Python loop over 50,000 calls per period was most of the time."""
+    matches = bytes(map(operator.eq, seq, seq[lag:]))
+    for m in re.finditer(b"\x01{%d,}" % max(1, min_len), matches):
+        yield m.start(), m.end()
+
+
 def _has_shorter_period(block: list[int]) -> bool:
     n = len(block)
     return any(n % q == 0 and block == block[:q] * (n // q) for q in range(1, n))
@@ -351,7 +398,11 @@ def _has_shorter_period(block: list[int]) -> bool:
 
 def detect(trace: Trace, settings: DetectorSettings | None = None) -> list[Finding]:
     """All findings of one trace: N+1 runs, loops, then redundant calls not already inside a loop."""
-    settings = settings or DetectorSettings()
+    with gc_paused():  # a 100,000-span trace is 100,000+ live objects each collection re-walks
+        return _detect(trace, settings or DetectorSettings())
+
+
+def _detect(trace: Trace, settings: DetectorSettings) -> list[Finding]:
     calls = tool_calls(trace, settings.nplus1.command_keys)
     findings = NPlusOneDetector(settings.nplus1).detect(trace, calls)
     loops = LoopDetector(settings.loop).detect(trace, calls)

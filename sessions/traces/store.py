@@ -3,15 +3,15 @@ hash), list them, and read one back as plain data or as a Trace for the detector
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from sessions.recorder import insert_many
 from sessions.store import Store, StoreError
-from sessions.traces.importers import ParsedFile
+from sessions.traces.fastjson import make_encoder
+from sessions.traces.gcpause import gc_paused
+from sessions.traces.importers import ParsedFile, TraceImportError
 from sessions.traces.model import (
     INPUT_TOKENS,
     OUTPUT_TOKENS,
@@ -27,34 +27,16 @@ from sessions.traces.model import (
 SPAN_COLUMNS = ("trace_id", "span_id", "parent_id", "seq", "kind", "name", "start_ns", "end_ns", "duration_ns",
                 "first_token_ns", "status", "tool_name", "tool_call_id", "tool_arguments", "tool_result", "model",
                 "input_tokens", "output_tokens", "input_upto", "input_messages", "output_messages", "attributes")
+_SPAN_INTS = frozenset(("seq", "start_ns", "end_ns", "duration_ns", "first_token_ns", "input_tokens", "output_tokens",
+                        "input_upto"))
+MESSAGE_COLUMNS = ("trace_id", "seq", "message")
+_MESSAGE_INTS = frozenset(("seq",))
+TRACE_COLUMNS = ("id", "content_hash", "format", "source", "name", "imported_at", "start_ns", "end_ns", "has_timings",
+                 "span_count", "attributes")
+BULK_ROWS = 500  # above this, rows go in as numpy columns rather than bound parameters
+CHUNK_ROWS = 20_000  # rows per INSERT: bounds the column arrays and paces the progress bar
 
-
-BULK_ROWS = 500  # above this, rows go through a temporary NDJSON file: bound parameters are slow
-_SPAN_TYPES = ("VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "VARCHAR", "VARCHAR", "BIGINT", "BIGINT", "BIGINT", "BIGINT",
-               "VARCHAR", "VARCHAR", "VARCHAR", "JSON", "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "INTEGER",
-               "JSON", "JSON", "JSON")
-_MSG_TYPES = ("VARCHAR", "INTEGER", "JSON")
-_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
-
-
-def _bulk_insert(cur, table: str, columns: tuple[str, ...], types: tuple[str, ...], rows, on_rows) -> None:
-    """DuckDB reads NDJSON far faster than it binds parameters; the INSERT ... SELECT runs inside
-    the caller's transaction, so the file stays atomic."""
-    fd, tmp = tempfile.mkstemp(suffix=".ndjson", prefix="wb-traces-")
-    try:
-        n = 0
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(_ROW_ENCODER.encode(dict(zip(columns, row))))
-                f.write("\n")
-                n += 1
-                if on_rows and n % 5000 == 0:
-                    on_rows(n)
-        spec = "{" + ", ".join(f"'{c}': '{t}'" for c, t in zip(columns, types)) + "}"
-        cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM "
-                    f"read_json(?, format = 'newline_delimited', columns = {spec}, maximum_object_size = 1073741824)", [tmp])
-    finally:
-        os.unlink(tmp)
+_json = make_encoder()  # what json.dumps(v, ensure_ascii=False, default=str) gives, built once
 
 
 @dataclass(slots=True)
@@ -68,24 +50,23 @@ class StoredFile:
 
 
 def _dumps(v: Any) -> str | None:
-    return None if v is None else json.dumps(v, ensure_ascii=False, default=str)
+    return None if v is None else _json(v)
 
 
-def _raw(v: Any) -> Any:
-    return v
+def _text(v: Any) -> str | None:
+    """A VARCHAR cell from a value a loose format put there (an int call id, a bool): JSON text."""
+    return v if v is None or type(v) is str else _json(v)
 
 
-def _span_row(tid: str, s: Span, enc=_dumps) -> tuple:
-    """`enc` serializes the JSON columns; the bulk path passes them through raw so that each row
-    is JSON-encoded once, not its payloads twice."""
+def _span_row(tid: str, s: Span) -> tuple:
     a = s.attributes
     tc = s.tool_call
     return (tid, s.span_id, s.parent_id, s.seq, s.kind, s.name, s.start_ns, s.end_ns, s.duration_ns,
             s.first_token_ns, s.status, tc.name if tc else None, tc.call_id if tc else a.get(TOOL_CALL_ID),
-            enc(tc.arguments) if tc else None, tc.result if tc else None,
+            _json(tc.arguments) if tc and tc.arguments is not None else None, tc.result if tc else None,
             a.get(REQUEST_MODEL) or a.get(RESPONSE_MODEL), _int(a.get(INPUT_TOKENS)), _int(a.get(OUTPUT_TOKENS)),
-            s.input_upto, enc([m.to_dict() for m in s.input_messages]) if s.input_messages is not None else None,
-            enc([m.to_dict() for m in s.output_messages]) if s.output_messages else None, enc(a))
+            s.input_upto, _json([m.to_dict() for m in s.input_messages]) if s.input_messages is not None else None,
+            _json([m.to_dict() for m in s.output_messages]) if s.output_messages else None, _json(a))
 
 
 def _int(v: Any) -> int | None:
@@ -95,43 +76,109 @@ def _int(v: Any) -> int | None:
         return None
 
 
+def _insert(cur, table: str, columns: tuple[str, ...], ints: frozenset[str], rows: list[tuple]) -> None:
+    """Rows into `table` with one statement: a few through bound parameters, more than BULK_ROWS
+    as numpy columns (numpy's import is not worth it for a handful). Text cells a loose format
+    filled with a number or a bool are stored as their JSON text on both paths."""
+    if not rows:
+        return
+    cols = list(zip(*rows))
+    for n, name in enumerate(columns):
+        if name not in ints and not set(map(type, cols[n])) <= _TEXT_TYPES:
+            cols[n] = [_text(v) for v in cols[n]]
+    if len(rows) <= BULK_ROWS:
+        insert_many(cur, table, columns, list(zip(*cols)))
+    else:
+        _insert_columns(cur, table, columns, ints, cols)
+
+
+def _insert_columns(cur, table: str, columns: tuple[str, ...], ints: frozenset[str], cols: list) -> None:
+    """One INSERT ... SELECT over numpy columns: DuckDB scans them column by column, where a
+    multi-row VALUES binds each value on its own and NDJSON had Python encode each row as an
+    object. Integer columns travel as int64 plus a null mask: an object column's type is guessed
+    from a sample, and a guess of INTEGER fails on a later nanosecond time."""
+    import numpy as np
+
+    src: dict[str, Any] = {}
+    select = []
+    for name, col in zip(columns, cols):
+        arr = np.array(col, dtype=object)
+        if name in ints:
+            nulls = arr == None  # noqa: E711 (elementwise)
+            if nulls.any():
+                arr[nulls] = 0
+                src[name + "__null"] = nulls
+                select.append(f"CASE WHEN {name}__null THEN NULL ELSE {name} END")
+            else:
+                select.append(name)
+            arr = arr.astype(np.int64)
+        else:
+            select.append(name)
+        src[name] = arr
+    view = _VIEW + table
+    cur.register(view, src)
+    # on an error the view stays until _save has rolled back: unregistering needs a live transaction
+    cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(select)} FROM {view}")
+    cur.unregister(view)
+
+
+_TEXT_TYPES = {str, type(None)}
+_VIEW = "_wb_import_"
+
+
 def save_parsed(store: Store, parsed: ParsedFile, on_rows: Callable[[int, int], None] | None = None) -> StoredFile:
     """All traces of one file in one transaction: a failure stores nothing of this file."""
+    with gc_paused():
+        return _save(store, parsed, on_rows)
+
+
+def _save(store: Store, parsed: ParsedFile, on_rows: Callable[[int, int], None] | None) -> StoredFile:
     out = StoredFile(parsed.path, parsed.format)
     cur = store.cursor()
     ids = [t.trace_id for t in parsed.traces]
     have = {r[0] for r in cur.execute("SELECT id FROM traces WHERE list_contains(?, id)", [ids]).fetchall()}
     todo = [t for t in parsed.traces if t.trace_id not in have]
     total = sum(len(t.spans) + len(t.messages) for t in todo) or 1
-    done = 0
     now = datetime.now(timezone.utc)
+    trace_rows = []
+    for t in todo:
+        starts = [s.start_ns for s in t.spans if s.start_ns is not None]
+        ends = [s.end_ns for s in t.spans if s.end_ns is not None]
+        trace_rows.append((t.trace_id, parsed.content_hash, t.format, parsed.path, t.name, now,
+                           min(starts) if starts else None, max(ends) if ends else None, t.has_timings,
+                           len(t.spans), _dumps(t.attributes)))
+    # Rows of every trace in the file go into one INSERT per table (per CHUNK_ROWS): a file of
+    # many small traces costs as few statements as one big trace.
+    spans = [(t.trace_id, s) for t in todo for s in t.spans]
+    messages = [(t.trace_id, n, m) for t in todo for n, m in enumerate(t.messages)]
     cur.execute("BEGIN TRANSACTION")
     try:
-        for t in todo:
-            starts = [s.start_ns for s in t.spans if s.start_ns is not None]
-            ends = [s.end_ns for s in t.spans if s.end_ns is not None]
-            cur.execute("INSERT INTO traces VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        [t.trace_id, parsed.content_hash, t.format, parsed.path, t.name, now,
-                         min(starts) if starts else None, max(ends) if ends else None, t.has_timings,
-                         len(t.spans), _dumps(t.attributes)])
-            if len(t.spans) > BULK_ROWS:
-                _bulk_insert(cur, "trace_spans", SPAN_COLUMNS, _SPAN_TYPES, (_span_row(t.trace_id, s, _raw) for s in t.spans),
-                             lambda n: on_rows and on_rows(done + n, total))
-            else:
-                insert_many(cur, "trace_spans", SPAN_COLUMNS, [_span_row(t.trace_id, s) for s in t.spans])
-            done += len(t.spans)
-            if len(t.messages) > BULK_ROWS:
-                _bulk_insert(cur, "trace_messages", ("trace_id", "seq", "message"), _MSG_TYPES,
-                             ((t.trace_id, n, m.to_dict()) for n, m in enumerate(t.messages)), None)
-            else:
-                insert_many(cur, "trace_messages", ("trace_id", "seq", "message"),
-                            [(t.trace_id, n, _dumps(m.to_dict())) for n, m in enumerate(t.messages)])
-            done += len(t.messages)
+        insert_many(cur, "traces", TRACE_COLUMNS, trace_rows)  # a row per trace: bound parameters do
+        done = 0
+        for i in range(0, len(spans), CHUNK_ROWS):
+            part = spans[i:i + CHUNK_ROWS]
+            _insert(cur, "trace_spans", SPAN_COLUMNS, _SPAN_INTS, [_span_row(tid, s) for tid, s in part])
+            done += len(part)
+            if on_rows:
+                on_rows(done, total)
+        for i in range(0, len(messages), CHUNK_ROWS):
+            part = messages[i:i + CHUNK_ROWS]
+            _insert(cur, "trace_messages", MESSAGE_COLUMNS, _MESSAGE_INTS,
+                    [(tid, n, _json(m.to_dict())) for tid, n, m in part])
+            done += len(part)
             if on_rows:
                 on_rows(done, total)
         cur.execute("COMMIT")
-    except BaseException:
+    except BaseException as e:
         cur.execute("ROLLBACK")
+        for table in ("trace_spans", "trace_messages"):
+            cur.unregister(_VIEW + table)
+        import duckdb
+
+        if isinstance(e, (OverflowError, duckdb.ConversionException)):
+            # a number in the file too large for its column (an int64 time, an int32 count)
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise TraceImportError(parsed.path, None, f"a value does not fit the store: {reason}") from None
         raise
     out.trace_ids = ids
     out.new_ids = [t.trace_id for t in todo]

@@ -333,3 +333,45 @@ def test_other_llama_family_models_match_transformers(arch, tmp_path):
     with load(tmp_path) as eng:
         got = generate(eng, ids, 10)
     assert [r.token_ids for r in got] == refs
+
+
+def test_decode_groups_match_the_reference_view_and_gather():
+    """The per-step groups the CPU path uses (a view of consecutive blocks; a gather with a
+    precomputed mask) give what the batched-gather reference gives."""
+    from engine.attention import DecodeGroup, decode_attention_group, decode_attention_ref, store_kv
+
+    g = torch.Generator().manual_seed(1)
+    kvh, heads, d, bs, nb = 2, 6, 16, 4, 32
+    k_cache, v_cache = torch.randn(kvh, nb, bs, d, generator=g), torch.randn(kvh, nb, bs, d, generator=g)
+    q = torch.randn(3, heads, d, generator=g)
+    tables, lens = [[5, 6, 7, 0], [9, 2, 30, 0], [20, 3, 9, 17]], [11, 9, 14]
+    ref = decode_attention_ref(q, k_cache, v_cache, torch.tensor(tables), torch.tensor(lens), d**-0.5)
+    view = decode_attention_group(q[:1], k_cache, v_cache, DecodeGroup(0, 1, 11, first_block=5), d**-0.5)
+    torch.testing.assert_close(view, ref[:1])
+    length = 4 * bs
+    keep = torch.arange(length)[None, :] < torch.tensor(lens)[:, None]
+    mask = torch.zeros(3, 1, 1, length).masked_fill_(~keep.view(3, 1, 1, length), float("-inf"))
+    ids = torch.tensor([b for t in tables for b in t])
+    gathered = decode_attention_group(q, k_cache, v_cache, DecodeGroup(0, 3, 14, block_ids=ids, mask=mask), d**-0.5)
+    torch.testing.assert_close(gathered, ref)
+    # store_kv writes where a view reads: the next token of the first row lands in block 7
+    k1, v1 = torch.randn(1, kvh, d, generator=g), torch.randn(1, kvh, d, generator=g)
+    store_kv(k1, v1, k_cache, v_cache, torch.tensor([7 * bs + 3]))
+    assert torch.equal(k_cache[:, 7, 3], k1[0]) and torch.equal(v_cache[:, 7, 3], v1[0])
+
+
+def test_runner_groups_use_a_view_only_for_consecutive_blocks(tiny_dir):
+    from engine.scheduler import ScheduledSeq
+
+    with load(tiny_dir, block_size=4) as eng:
+        runner = eng.backend.runner
+        a = Sequence(make_request("a", list(range(3, 12))))
+        a.block_table, a.num_computed_tokens = [4, 5, 6], 9  # 10 tokens with the new one
+        b = Sequence(make_request("b", list(range(3, 12))))
+        b.block_table, b.num_computed_tokens = [4, 9, 6], 9
+        _, _, meta, _, _ = runner.prepare([ScheduledSeq(a, 1)])
+        assert [(gr.first_block, gr.context_len) for gr in meta.decode_groups] == [(4, 10)]
+        _, _, meta, _, _ = runner.prepare([ScheduledSeq(b, 1)])
+        (gr,) = meta.decode_groups
+        assert gr.first_block == -1 and gr.block_ids.tolist() == [4, 9, 6] and gr.mask.shape[-1] == 12
+        assert (gr.mask[0, 0, 0, 10:] == float("-inf")).all() and (gr.mask[0, 0, 0, :10] == 0).all()

@@ -179,3 +179,21 @@ async def test_repeated_prompt_is_answered_from_semantic_cache(db_path, wb):
     out = wb("--db", db_path, "sessions", "show", second_sid)
     assert out.returncode == 0, out.stderr
     assert "[assistant] (cached, similarity" in out.stdout
+
+
+async def test_engine_tab_shows_the_speculation_decision_and_each_reply_prefix_row(db_path):
+    from panels.prefix_panel import PrefixPanel
+    from panels.spec_panel import SpecPanel
+
+    app = _app(db_path, _config())
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: app.engine_ready)
+        await _reply(pilot, app, "Name a fruit")
+        await pilot.press("f9")
+        await wait_until(pilot, lambda: app.query_one("#tabs", TabbedContent).active == "tab-engine")
+        await wait_until(pilot, lambda: app.query_one(PrefixPanel).rows != [])
+        assert [rid for rid, _ in app.query_one(PrefixPanel).rows] == [app.last_result.request_id]
+        # llama.cpp keeps speculation off and says why; the panel shows that reason
+        reason = app.service.engine.stats()["speculation_reason"]
+        assert reason and reason[:40] in str(app.query_one(SpecPanel).render())
+    app.service.close()

@@ -64,6 +64,13 @@ def show_cmd(args: argparse.Namespace) -> int:
               r["ttft_ms"], r["tpot_ms"], r["e2el_ms"]] for r in session["requests"]],
             right={2, 3, 4, 5, 6, 7},
         ))
+        reports = [(r["id"], r["prefix_report"]) for r in session["requests"] if r.get("prefix_report")]
+        if reports:
+            from engine.prefix_inspector import describe
+
+            print()
+            for rid, rep in reports:
+                print(f"{rid}  {describe(rep)}")
     return 0
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sessions.errors import SessionsError
+from sessions.traces.gcpause import gc_paused
 from sessions.traces.importers import (
     anthropic_messages,
     langfuse,
@@ -56,7 +57,7 @@ def load_document(data: bytes, path: str) -> Any:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise TraceImportError(path, f"byte {e.start}", "not UTF-8 text") from None
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(): that copies a 20 MB file to learn it is not empty
         raise TraceImportError(path, None, "empty file")
     try:
         return json.loads(text)
@@ -101,6 +102,11 @@ def _place(doc: Any, where: str) -> str:
 def parse_bytes(data: bytes, path: str, fmt: str | None = None, on_stage: Callable[[str], None] | None = None) -> ParsedFile:
     if fmt is not None and fmt not in IMPORTERS:
         raise TraceImportError(path, None, f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    with gc_paused():
+        return _parse_bytes(data, path, fmt, on_stage)
+
+
+def _parse_bytes(data: bytes, path: str, fmt: str | None, on_stage: Callable[[str], None] | None) -> ParsedFile:
     digest = hashlib.sha256(data).hexdigest()
     if on_stage:
         on_stage("parsing")

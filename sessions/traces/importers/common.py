@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from sessions.traces import fastjson
 from sessions.traces.model import (
     INPUT_TOKENS,
     OPERATION,
@@ -30,6 +31,11 @@ _ISO = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?(Z|z|[+-
 def parse_time_ns(value: Any, where: str) -> int | None:
     """ISO 8601 (any number of fraction digits, naive = UTC) or an epoch number -> unix ns.
     Exact to the digit: floats would lose the nanoseconds OTLP and Langfuse carry."""
+    if type(value) is str and value.isdigit():  # OTLP's ns strings, one per span end: no detours
+        n = int(value)
+        if float(n) > 1e17:
+            return n
+        return parse_time_ns(n, where)
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -110,7 +116,7 @@ def parse_arguments(raw: Any) -> Any:
     """OpenAI sends arguments as a JSON string; keep the parsed object when it parses."""
     if isinstance(raw, str):
         try:
-            return json.loads(raw)
+            return fastjson.loads(raw)
         except ValueError:
             return raw
     return raw

@@ -1,0 +1,168 @@
+"""When to speculate: per step, how many draft tokens each sequence gets, from costs measured online
+(plain step, verify cost per draft token, draft cost, by batch size; EWMAs) and each request's acceptance."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EWMA_WEIGHT = 0.25  # weight of a new measurement
+PLAIN_REFRESH_STEPS = 32  # a batch-size bucket's plain-step time is re-measured when older than this
+MARGIN = 0.03  # speculate only when the model predicts at least this much more goodput
+
+
+@dataclass(slots=True)
+class Ewma:
+    value: float | None = None
+    n: int = 0
+    at_step: int = 0
+
+    def add(self, x: float, step: int) -> None:
+        self.value = x if self.value is None else (1 - EWMA_WEIGHT) * self.value + EWMA_WEIGHT * x
+        self.n += 1
+        self.at_step = step
+
+
+@dataclass(slots=True)
+class Acceptance:
+    """Decayed counts of accepted and rejected draft tokens of one request; the prior (1, 1) is an
+    even guess for a request that has not drafted yet."""
+
+    accepted: float = 1.0
+    rejected: float = 1.0
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / (self.accepted + self.rejected)
+
+    def add(self, k: int, a: int) -> None:
+        self.accepted = 0.7 * self.accepted + a
+        self.rejected = 0.7 * self.rejected + (1 if a < k else 0)
+
+
+def bucket(batch_size: int) -> int:
+    """Batch sizes 1, 2, 3-4, 5-8, ...: costs are learned per power-of-two bucket."""
+    return 1 << max(0, batch_size - 1).bit_length()
+
+
+def expected_accepted(alpha: float, k: int) -> float:
+    """Expected accepted drafts out of k when each is accepted with probability alpha in turn."""
+    if alpha >= 1.0:
+        return float(k)
+    return alpha * (1 - alpha**k) / (1 - alpha)
+
+
+@dataclass(slots=True)
+class SpecPolicy:
+    """mode "auto" decides from the cost model; "ngram", "self", "draft" always draft k_max."""
+
+    mode: str = "auto"
+    k_max: int = 8
+    plain: dict[int, Ewma] = field(default_factory=dict)  # bucket -> seconds of a plain decode step
+    extra: dict[int, Ewma] = field(default_factory=dict)  # bucket -> extra seconds per draft token verified
+    draft: dict[int, Ewma] = field(default_factory=dict)  # bucket -> seconds of one draft pass (model drafters)
+    acceptance: dict[str, Acceptance] = field(default_factory=dict)
+    steps: int = 0
+    decision: str = "off"
+    reason: str = "no decode step yet"
+    k: int = 0
+    predicted_speedup: float | None = None
+    last_decision: str | None = None  # the last decision taken with candidates (idle steps keep it)
+
+    # ---- deciding ----
+    def plan(self, cands: list[tuple[Any, int]], batch_size: int, model_drafter: bool) -> dict[str, int]:
+        """cands: (sequence, most drafts it can have). Returns seq_id -> drafts for this step."""
+        self.steps += 1
+        if not cands:
+            self._set("off", 0, "no sequence has a draft" if batch_size else "idle", idle=True)
+            return {}
+        if self.mode != "auto":
+            self._set("on", self.k_max, f"speculation={self.mode}: always {self.k_max} drafts")
+            return {seq.seq_id: cap for seq, cap in cands}
+        b = bucket(batch_size)
+        plain = self.plain.get(b)
+        if plain is None or self.steps - plain.at_step > PLAIN_REFRESH_STEPS:
+            self._set("off", 0, f"measuring a plain step at batch {batch_size}")
+            return {}
+        extra = self.extra.get(b)
+        if extra is None or (model_drafter and b not in self.draft):
+            # probe: two best sequences, a few drafts, so a losing probe costs little
+            probe = sorted(cands, key=lambda c: -self._alpha(c[0]))[:2]
+            k = min(3, self.k_max)
+            self._set("on", k, f"measuring the verify cost at batch {batch_size}")
+            return {seq.seq_id: min(cap, k) for seq, cap in probe}
+        return self._best(cands, batch_size, plain.value, extra.value,
+                          self.draft[b].value if model_drafter else 0.0)
+
+    def _best(self, cands, batch_size: int, t_plain: float, t_extra: float, t_draft: float) -> dict[str, int]:
+        ranked = sorted(cands, key=lambda c: -self._alpha(c[0]))
+        base_rate = batch_size / t_plain
+        best = (base_rate, 0, 0)
+        for k in range(1, self.k_max + 1):
+            gain = drafts = 0.0
+            for n, (seq, cap) in enumerate(ranked, 1):
+                kk = min(k, cap)
+                gain += expected_accepted(self._alpha(seq), kk)
+                drafts += kk
+                rate = (batch_size + gain) / (t_plain + drafts * max(t_extra, 0.0) + k * t_draft)
+                if rate > best[0]:
+                    best = (rate, k, n)
+        rate, k, n = best
+        for seq, _ in ranked[n:]:  # not drafting: drift back toward the prior, so it is tried again
+            acc = self.acceptance.get(seq.seq_id)
+            if acc is not None:
+                acc.accepted, acc.rejected = 0.95 * acc.accepted + 0.05, 0.95 * acc.rejected + 0.05
+        speedup = rate / base_rate
+        if k == 0 or speedup < 1 + MARGIN:
+            self._set("off", 0, f"predicted {speedup:.2f}x at batch {batch_size}: plain step {t_plain * 1e3:.1f} ms, "
+                                f"+{t_extra * 1e3:.2f} ms per draft token, acceptance "
+                                f"{max(self._alpha(s) for s, _ in cands):.2f} at best", speedup)
+            return {}
+        self._set("on", k, f"predicted {speedup:.2f}x at batch {batch_size} with k={k} for {n} of {len(cands)} "
+                           f"sequences: plain step {t_plain * 1e3:.1f} ms, +{t_extra * 1e3:.2f} ms per draft token"
+                           + (f", draft pass {t_draft * 1e3:.1f} ms" if t_draft else ""), speedup)
+        return {seq.seq_id: min(k, cap) for seq, cap in ranked[:n]}
+
+    def _alpha(self, seq) -> float:
+        acc = self.acceptance.get(seq.seq_id)
+        return acc.rate if acc is not None else 0.5
+
+    def _set(self, decision: str, k: int, reason: str, speedup: float | None = None, idle: bool = False) -> None:
+        self.decision, self.k, self.reason, self.predicted_speedup = decision, k, reason, speedup
+        if not idle:
+            self.last_decision = f"{decision}: {reason}"
+
+    # ---- learning ----
+    def observe_step(self, batch_size: int, forward_s: float, draft_tokens: int, draft_s: float,
+                     draft_passes: int) -> None:
+        """A decode-only step (no prefill rows): forward_s covers the forward pass and sampling or
+        verification; draft_s the model drafter's passes, if any."""
+        b = bucket(batch_size)
+        if draft_tokens == 0:
+            self.plain.setdefault(b, Ewma()).add(forward_s, self.steps)
+            return
+        plain = self.plain.get(b)
+        if plain is not None:
+            self.extra.setdefault(b, Ewma()).add((forward_s - plain.value) / draft_tokens, self.steps)
+        if draft_passes:
+            self.draft.setdefault(b, Ewma()).add(draft_s / draft_passes, self.steps)
+
+    def observe_acceptance(self, seq_id: str, k: int, a: int) -> None:
+        self.acceptance.setdefault(seq_id, Acceptance()).add(k, a)
+
+    def forget(self, seq_id: str) -> None:
+        self.acceptance.pop(seq_id, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "speculation": self.decision,
+            "speculation_reason": self.reason,
+            "spec_k": self.k,
+            "spec_predicted_speedup": self.predicted_speedup,
+            "speculation_last_decision": self.last_decision,
+            "spec_costs_ms": {
+                str(b): {"plain_step": e.value * 1e3,
+                         "per_draft_token": self.extra[b].value * 1e3 if b in self.extra else None,
+                         "draft_pass": self.draft[b].value * 1e3 if b in self.draft else None}
+                for b, e in sorted(self.plain.items())
+            },
+        }

@@ -1,0 +1,229 @@
+"""Speculative decoding in the torch engine: the verifier (greedy longest-prefix match, or rejection
+sampling that keeps the target distribution), engine-wide acceptance figures, and the per-step
+orchestration (plan -> schedule -> draft -> verify inside the continuous batch -> roll back)."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from engine.scheduler import ScheduledSeq
+from engine.sequence import Sequence
+from engine.spec_policy import SpecPolicy
+from engine.types import SamplingParams
+
+MODES = ("off", "auto", "ngram", "draft", "self")
+
+
+# ---- the verifier ----
+
+def verify_greedy(draft: list[int], target: list[int]) -> tuple[int, list[int]]:
+    """target: the target's argmax at the last token and after each draft (len(draft) + 1).
+    Accept the longest prefix of draft that matches, then the target's own next token."""
+    a = 0
+    while a < len(draft) and draft[a] == target[a]:
+        a += 1
+    return a, draft[:a] + [target[a]]
+
+
+def target_probs(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
+    """Row-wise sampling distribution: the same temperature / top-k / top-p as plain sampling."""
+    x = logits.float() / p.temperature
+    if p.top_k and p.top_k < x.shape[-1]:
+        kth = torch.topk(x, p.top_k, dim=-1).values[:, -1:]
+        x = x.masked_fill(x < kth, float("-inf"))
+    if p.top_p < 1.0:
+        sorted_x, idx = torch.sort(x, descending=True, dim=-1)
+        probs = torch.softmax(sorted_x, dim=-1)
+        drop = probs.cumsum(-1) - probs > p.top_p
+        x = x.scatter(-1, idx, sorted_x.masked_fill(drop, float("-inf")))
+    return torch.softmax(x, dim=-1)
+
+
+def verify_sampling(draft: list[int], probs: torch.Tensor, gen: torch.Generator,
+                    draft_probs: torch.Tensor | None = None) -> tuple[int, list[int]]:
+    """Standard speculative rejection sampling (Leviathan et al. 2023; Chen et al. 2023).
+    probs: target distributions [len(draft) + 1, V]; draft_probs: the drafter's [len(draft), V],
+    None for a deterministic drafter (one-hot q). Accept draft token x with prob min(1, p(x)/q(x));
+    on the first rejection sample from norm(max(p - q, 0)); after all, sample from the last row.
+    Every output token is then distributed exactly as the target alone would sample it."""
+    probs = probs.cpu()
+    u = torch.rand(len(draft), generator=gen, device=gen.device).cpu().tolist()
+    for i, x in enumerate(draft):
+        p = probs[i]
+        q_x = 1.0 if draft_probs is None else float(draft_probs[i, x])
+        if q_x > 0 and u[i] * q_x < float(p[x]):
+            continue
+        if draft_probs is None:
+            residual = p.clone()
+            residual[x] = 0.0
+        else:
+            residual = (p - draft_probs[i].cpu()).clamp_min(0.0)
+        if float(residual.sum()) <= 0:  # p == q: nothing left to correct; p itself is right
+            residual = p
+        tok = int(torch.multinomial(residual / residual.sum(), 1, generator=_cpu_gen(gen)))
+        return i, list(draft[:i]) + [tok]
+    tok = int(torch.multinomial(probs[len(draft)], 1, generator=_cpu_gen(gen)))
+    return len(draft), list(draft) + [tok]
+
+
+def _cpu_gen(gen: torch.Generator) -> torch.Generator:
+    if gen.device.type == "cpu":
+        return gen
+    g = torch.Generator()
+    g.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device)))
+    return g
+
+
+# ---- figures ----
+
+@dataclass(slots=True)
+class SpecStats:
+    """Engine-wide acceptance: totals and by draft position (position 1 = first draft token)."""
+
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    verify_steps: int = 0
+    drafted_at: list[int] = field(default_factory=list)
+    accepted_at: list[int] = field(default_factory=list)
+
+    def add(self, k: int, a: int) -> None:
+        self.draft_tokens += k
+        self.accepted_tokens += a
+        self.verify_steps += 1
+        while len(self.drafted_at) < k:
+            self.drafted_at.append(0)
+            self.accepted_at.append(0)
+        for i in range(k):
+            self.drafted_at[i] += 1
+            self.accepted_at[i] += i < a
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec_draft_tokens": self.draft_tokens,
+            "spec_accepted_tokens": self.accepted_tokens,
+            "spec_verify_steps": self.verify_steps,
+            "acceptance_rate": self.accepted_tokens / self.draft_tokens if self.draft_tokens else None,
+            "mean_accepted_length": 1 + self.accepted_tokens / self.verify_steps if self.verify_steps else None,
+            "acceptance_by_position": [a / d if d else None for a, d in zip(self.accepted_at, self.drafted_at)],
+        }
+
+
+# ---- orchestration ----
+
+@dataclass(slots=True)
+class SpecStepResult:
+    tokens: dict[str, list[int]]  # seq_id -> tokens to append (one for plain rows)
+    draft_tokens: int
+    accepted_tokens: int
+    draft_ns: int
+
+
+class Speculator:
+    """Owns a proposer and the policy. The backend calls plan() before scheduling and, when the
+    scheduled batch holds drafts, run() instead of the runner's plain run()."""
+
+    def __init__(self, mode: str, proposer, policy: SpecPolicy, context_window: int):
+        self.mode = mode
+        self.proposer = proposer
+        self.policy = policy
+        self.context_window = context_window
+        self.stats = SpecStats()
+
+    def plan(self, running: list[Sequence]) -> int:
+        """Decide each running sequence's drafts for the coming step; returns ns spent proposing."""
+        t0 = time.perf_counter_ns()
+        cands: list[tuple[Sequence, int]] = []
+        for seq in running:
+            seq.clear_draft()
+            if seq.num_uncomputed != 1:
+                continue  # still in prefill
+            p = seq.params
+            if self.mode == "auto" and not p.greedy and p.seed is not None:
+                continue  # auto keeps a seeded sample reproducible: drafting would change its draws
+            left = min(p.max_tokens, self.context_window - seq.num_prompt_tokens) - seq.num_output_tokens - 1
+            cap = min(self.policy.k_max, left, self.context_window - seq.num_tokens)
+            if cap <= 0:
+                continue
+            if self.proposer.needs_forward:
+                cands.append((seq, cap))
+            else:
+                draft = self.proposer.propose(seq, cap)
+                if draft:
+                    seq.draft_token_ids = draft
+                    cands.append((seq, len(draft)))
+        plan = self.policy.plan(cands, len(running), self.proposer.needs_forward)
+        for seq, _ in cands:
+            k = plan.get(seq.seq_id, 0)
+            seq.num_draft = k
+            if self.proposer.needs_forward:
+                seq.draft_token_ids = []
+            else:
+                del seq.draft_token_ids[k:]
+        return time.perf_counter_ns() - t0
+
+    @staticmethod
+    def speculating(batch: list[ScheduledSeq]) -> list[Sequence]:
+        return [s.seq for s in batch if s.seq.num_draft > 0 and s.num_tokens == 1 + s.seq.num_draft]
+
+    def run(self, runner, batch: list[ScheduledSeq], spec: list[Sequence]) -> SpecStepResult:
+        t0 = time.perf_counter_ns()
+        if self.proposer.needs_forward:
+            self.proposer.draft(spec)
+        draft_ns = time.perf_counter_ns() - t0
+        for seq in spec:
+            assert len(seq.draft_token_ids) == seq.num_draft
+            seq.token_ids.extend(seq.draft_token_ids)
+        seqs, counts, logits = runner.run_verify(batch, {s.seq_id: 1 + s.num_draft for s in spec})
+        out: dict[str, list[int]] = {}
+        drafted = accepted = 0
+        row = 0
+        greedy_rows = logits.argmax(dim=-1).tolist() if logits is not None else []
+        for seq, c in zip(seqs, counts):
+            rows = slice(row, row + c)
+            row += c
+            if c == 1:
+                out[seq.seq_id] = [greedy_rows[rows.start] if seq.params.greedy else
+                                   _sample_one(logits[rows.start], seq, runner.device)]
+                continue
+            draft = seq.draft_token_ids
+            if seq.params.greedy:
+                a, toks = verify_greedy(draft, greedy_rows[rows])
+            else:
+                probs = target_probs(logits[rows], seq.params)
+                a, toks = verify_sampling(draft, probs, _generator(seq, runner.device))
+            out[seq.seq_id] = toks
+            drafted += len(draft)
+            accepted += a
+            self.stats.add(len(draft), a)
+            self.policy.observe_acceptance(seq.seq_id, len(draft), a)
+            m = seq.request.metrics
+            m.spec_draft_tokens += len(draft)
+            m.spec_accepted_tokens += a
+            m.spec_verify_steps += 1
+        # token_ids still hold every draft: the scheduler's postprocess cuts the rejected ones
+        return SpecStepResult(out, drafted, accepted, draft_ns)
+
+    def forget(self, seq_id: str) -> None:
+        self.proposer.forget(seq_id)
+        self.policy.forget(seq_id)
+
+    def stats_dict(self) -> dict[str, Any]:
+        return {"speculation_mode": self.mode, "spec_proposer": self.proposer.kind,
+                **self.policy.to_dict(), **self.stats.to_dict()}
+
+
+def _generator(seq: Sequence, device) -> torch.Generator:
+    if seq.generator is None:
+        seq.generator = torch.Generator(device=device)
+        p = seq.params
+        seq.generator.manual_seed(p.seed if p.seed is not None else random.getrandbits(63))
+    return seq.generator
+
+
+def _sample_one(logits: torch.Tensor, seq: Sequence, device) -> int:
+    probs = target_probs(logits[None], seq.params)[0]
+    return int(torch.multinomial(probs, 1, generator=_generator(seq, device)))

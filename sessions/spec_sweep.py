@@ -1,0 +1,186 @@
+"""Where speculative decoding pays: a grid of workloads x batch sizes x speculation modes, each cell a
+recorded bench run, with speedup over speculation off and the crossover batch size per workload."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from engine import Engine, RequestFinished
+from sessions.bench import BenchConfig, run_bench
+from sessions.errors import SessionsError
+from sessions.recorder import insert_many
+from sessions.store import Store
+
+SWEEP_WORKLOADS = ("chat", "code-edit", "json")
+SWEEP_BATCHES = (1, 8, 32)
+SWEEP_MODES = ("off", "ngram", "draft", "auto")
+
+
+@dataclass(slots=True)
+class SweepConfig:
+    workloads: tuple[str, ...] = SWEEP_WORKLOADS
+    batch_sizes: tuple[int, ...] = SWEEP_BATCHES
+    modes: tuple[str, ...] = SWEEP_MODES
+    requests_per_slot: int = 2  # each cell runs batch_size x this many requests
+    max_tokens: int = 64
+    seed: int = 0
+
+    def check(self) -> None:
+        if "off" not in self.modes:
+            raise SessionsError("a speculation sweep needs the 'off' mode: speedups are measured against it")
+        if any(b < 1 for b in self.batch_sizes) or self.requests_per_slot < 1 or self.max_tokens < 1:
+            raise SessionsError("batch sizes, --requests-per-slot and --max-tokens must be at least 1")
+
+
+@dataclass(slots=True)
+class Cell:
+    workload: str
+    batch_size: int
+    speculation: str
+    run_id: str
+    output_throughput: float | None
+    spec_draft_tokens: int = 0
+    spec_accepted_tokens: int = 0
+    spec_verify_steps: int = 0
+    identical_to_off: bool | None = None
+    policy_reason: str | None = None
+    speedup: float | None = None
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.spec_accepted_tokens / self.spec_draft_tokens if self.spec_draft_tokens else None
+
+
+@dataclass(slots=True)
+class SweepResult:
+    sweep_id: str
+    cells: list[Cell] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sweep_id": self.sweep_id, "cells": [_cell_dict(c) for c in self.cells],
+                "crossover": crossover(self.cells)}
+
+
+def _cell_dict(c: Cell) -> dict[str, Any]:
+    return {"workload": c.workload, "batch_size": c.batch_size, "speculation": c.speculation, "run_id": c.run_id,
+            "output_throughput": c.output_throughput, "speedup": c.speedup, "spec_draft_tokens": c.spec_draft_tokens,
+            "spec_accepted_tokens": c.spec_accepted_tokens, "acceptance_rate": c.acceptance_rate,
+            "identical_to_off": c.identical_to_off, "policy_reason": c.policy_reason}
+
+
+def crossover(cells: list[Cell]) -> dict[str, dict[str, Any]]:
+    """Per workload: the smallest batch size from which no fixed speculation mode (ngram, draft,
+    self) beats off any more, with the speedups it came from; None when it pays at every size."""
+    out: dict[str, dict[str, Any]] = {}
+    for w in dict.fromkeys(c.workload for c in cells):
+        by_batch: dict[int, dict[str, float | None]] = {}
+        for c in cells:
+            if c.workload == w and c.speculation != "off":
+                by_batch.setdefault(c.batch_size, {})[c.speculation] = c.speedup
+        best = {b: max((v for m, v in d.items() if m != "auto" and v is not None), default=None)
+                for b, d in sorted(by_batch.items())}
+        cross = None
+        for b, v in best.items():
+            if v is not None and v <= 1.0 and all(x is not None and x <= 1.0 for bb, x in best.items() if bb >= b):
+                cross = b
+                break
+        out[w] = {"crossover_batch_size": cross, "best_fixed_speedup_by_batch": best,
+                  "auto_speedup_by_batch": {b: d.get("auto") for b, d in sorted(by_batch.items())}}
+    return out
+
+
+Progress = Callable[[str], None]
+
+
+def run_sweep(engine: Engine, store: Store, cfg: SweepConfig, progress: Progress | None = None) -> SweepResult:
+    """Run every cell on one loaded engine (speculation switched between cells) and record it."""
+    cfg.check()
+    backend = engine.backend
+    if not hasattr(backend, "set_speculation"):
+        raise SessionsError(f"the {engine.backend_name} backend cannot switch speculation; use --backend torch")
+    result = SweepResult(uuid.uuid4().hex[:12])
+    engine.generate("Hello", _warm_params())  # first-call costs stay out of the first cell
+    try:
+        for w in cfg.workloads:
+            for b in cfg.batch_sizes:
+                off: Cell | None = None
+                off_tokens: list[list[int]] | None = None
+                for mode in cfg.modes:
+                    if progress:
+                        progress(f"{w} batch {b} speculation {mode}")
+                    cell, tokens = _run_cell(engine, store, cfg, w, b, mode)
+                    if mode == "off":
+                        off, off_tokens = cell, tokens
+                    elif off is not None:
+                        cell.identical_to_off = tokens == off_tokens
+                        if cell.output_throughput and off.output_throughput:
+                            cell.speedup = cell.output_throughput / off.output_throughput
+                    result.cells.append(cell)
+                if off is not None:
+                    off.speedup = 1.0
+    finally:
+        backend.set_speculation(getattr(backend, "speculation_mode", "off"))
+        _store(store, result)
+    return result
+
+
+def _warm_params():
+    from engine import SamplingParams
+
+    return SamplingParams(max_tokens=4, temperature=0)
+
+
+def _run_cell(engine: Engine, store: Store, cfg: SweepConfig, workload: str, batch: int, mode: str):
+    engine.backend.set_speculation(mode)
+    finished: dict[str, Any] = {}
+
+    def on_event(ev):
+        if isinstance(ev, RequestFinished):
+            finished[ev.request_id] = ev.result
+
+    engine.add_listener(on_event)
+    try:
+        bc = BenchConfig(workload=workload, num_requests=batch * cfg.requests_per_slot, concurrency=batch,
+                         max_tokens=cfg.max_tokens, temperature=0.0, seed=cfg.seed, extra={"speculation": mode})
+        outcome = run_bench(engine, store, bc)
+    finally:
+        engine.remove_listener(on_event)
+    order = [r[0] for r in store.cursor().execute(
+        "SELECT request_id FROM bench_requests WHERE run_id = ? ORDER BY seq", [outcome.run_id]).fetchall()]
+    results = [finished[rid] for rid in order if rid in finished]
+    summary = store.cursor().execute("SELECT summary->>'output_throughput' FROM bench_runs WHERE id = ?",
+                                     [outcome.run_id]).fetchone()
+    st = engine.stats()
+    cell = Cell(workload, batch, mode, outcome.run_id, float(summary[0]) if summary and summary[0] else None,
+                sum(r.metrics.spec_draft_tokens for r in results), sum(r.metrics.spec_accepted_tokens for r in results),
+                sum(r.metrics.spec_verify_steps for r in results), policy_reason=(st.get("speculation_last_decision") or st.get("speculation_reason")) if mode != "off" else None)
+    return cell, [r.token_ids for r in results]
+
+
+def _store(store: Store, result: SweepResult) -> None:
+    now = datetime.now(timezone.utc)
+    rows = [(result.sweep_id, now, c.workload, c.batch_size, c.speculation, c.run_id, c.output_throughput, c.speedup,
+             c.spec_draft_tokens, c.spec_accepted_tokens, c.acceptance_rate,
+             1 + c.spec_accepted_tokens / c.spec_verify_steps if c.spec_verify_steps else None,
+             c.identical_to_off, c.policy_reason) for c in result.cells]
+    insert_many(store.cursor(), "spec_sweep_cells",
+                ("sweep_id", "created_at", "workload", "batch_size", "speculation", "run_id", "output_throughput",
+                 "speedup", "spec_draft_tokens", "spec_accepted_tokens", "acceptance_rate", "mean_accepted_length",
+                 "identical_to_off", "policy_reason"), rows)
+
+
+def load_sweep(store: Store, sweep_id: str | None = None) -> list[dict[str, Any]]:
+    """Rows of a stored sweep (the latest when sweep_id is None), for the panel and `--json`."""
+    cur = store.cursor()
+    if sweep_id is None:
+        row = cur.execute("SELECT sweep_id FROM spec_sweep_cells ORDER BY created_at DESC LIMIT 1").fetchone()
+        if row is None:
+            return []
+        sweep_id = row[0]
+    cur.execute("SELECT workload, batch_size, speculation, output_throughput, speedup, acceptance_rate,"
+                " identical_to_off, policy_reason, run_id FROM spec_sweep_cells WHERE sweep_id = ?"
+                " ORDER BY workload, batch_size, speculation", [sweep_id])
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
