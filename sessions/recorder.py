@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from engine.types import EngineEvent, RequestFinished, RequestStarted, StepEvent, TokenEvent
 from sessions.store import Store
@@ -40,8 +40,12 @@ class Recorder:
     """Use `on_event` as an engine listener. Tags a request may carry: `session_id` (which
     session it belongs to) and `assistant_message` (store the reply as the session's next message)."""
 
-    def __init__(self, store: Store, *, flush_interval: float = 0.1, record_steps: bool = True):
-        self.store = store
+    def __init__(self, store: "Store | Callable[[], Store]", *, flush_interval: float = 0.1,
+                 record_steps: bool = True, autostart: bool = True):
+        """`store` may be a callable that opens it: the writer thread calls it on `start()`, so a
+        CLI can put the DuckDB import and open after its first token (events queue meanwhile)."""
+        self.store = store if isinstance(store, Store) else None
+        self._open_store = None if isinstance(store, Store) else store
         self.flush_interval = flush_interval
         self.record_steps = record_steps
         self.step_session_id: str | None = None
@@ -52,7 +56,13 @@ class Recorder:
         self.error: BaseException | None = None
         self.rows_written = 0
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self._thread.start()
+        if autostart:
+            self._thread.start()
+
+    def start(self) -> None:
+        """Start writing (once); with `autostart=False` nothing touches the database before this."""
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
 
     # ---- producer side (any thread) ----
     def on_event(self, event: EngineEvent) -> None:
@@ -101,14 +111,31 @@ class Recorder:
 
     def flush(self, timeout: float = 10.0) -> None:
         """Block until everything queued so far is in the database."""
+        self.start()
+        if getattr(self, "_dead", False):
+            raise self.error
         done = threading.Event()
         self._q.put((_FLUSH, done, None))
+        if getattr(self, "_dead", False):
+            self._fail_waiters()
         if not done.wait(timeout):
             raise TimeoutError("recorder did not flush in time")
         if self.error is not None:
             raise self.error
 
+    def _fail_waiters(self) -> None:
+        """The store never opened: release whoever waits on a flush or close, now and later."""
+        self._dead = True
+        while True:
+            try:
+                kind, a, _ = self._q.get_nowait()
+            except queue.Empty:
+                return
+            if kind in (_FLUSH, _CLOSE):
+                a.set()
+
     def close(self, timeout: float = 10.0) -> None:
+        self.start()
         if self._thread.is_alive():
             done = threading.Event()
             self._q.put((_CLOSE, done, None))
@@ -117,6 +144,13 @@ class Recorder:
 
     # ---- writer thread ----
     def _run(self) -> None:
+        if self.store is None:
+            try:
+                self.store = self._open_store()
+            except BaseException as e:  # surfaces on flush(); what is queued cannot be written
+                self.error = e
+                self._fail_waiters()
+                return
         cur = self.store.cursor()
         while True:
             batch = [self._q.get()]

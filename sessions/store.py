@@ -43,6 +43,36 @@ def _explain_open_error(path: Path, err: Exception) -> StoreError:
     return StoreError(f"cannot open database {path}: {first}")
 
 
+def check_not_locked(path: str | os.PathLike | None = None) -> None:
+    """Fail fast, without importing DuckDB, when another process holds the file's write lock
+    (DuckDB takes a POSIX record lock; F_GETLK names the holder's PID). Used where the database
+    is opened late, after the first token. Silent where the platform cannot tell."""
+    p = Path(path).expanduser() if path is not None else default_db_path()
+    if str(p) == ":memory:" or not p.is_file():
+        return
+    try:
+        import fcntl
+        import struct
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    try:
+        fd = os.open(p, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        # struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
+        fmt = "hhqqi"
+        req = struct.pack(fmt, fcntl.F_WRLCK, 0, 0, 0, 0)
+        res = fcntl.fcntl(fd, fcntl.F_GETLK, req)
+        l_type, _, _, _, pid = struct.unpack(fmt, res[: struct.calcsize(fmt)])
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    if l_type != fcntl.F_UNLCK:
+        raise StoreError(f"database {p} is in use by another process (PID {pid}); close it or pass --db with another file")
+
+
 class Store:
     """One open DuckDB file. Use `cursor()` from each thread (DuckDB connections are not
     shared across threads; cursors of one connection are)."""

@@ -114,7 +114,7 @@ def main() -> None:
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     out: dict = {"threads": torch.get_num_threads(), "note": "CPU shared with other work; compare ratios"}
-    engine = Engine.load("smollm2-135m", backend="torch")
+    engine = Engine.load("smollm2-135m", backend="torch", speculation="off")  # the engine alone (issue 3)
     out["memory_bandwidth_gbps"] = engine.stats()["memory_bandwidth_gbps"]
     hf = hf_model() if {"mixed", "batch1"} - skip else None
     if "batch1" not in skip:

@@ -122,3 +122,14 @@ def test_help_lists_the_commands():
     assert p.returncode == 0
     for cmd in ("chat", "sessions"):
         assert cmd in p.stdout
+
+
+def test_chat_on_a_newer_database_fails_with_one_line(db_path):
+    run_workbench("--db", db_path, "sessions")
+    con = duckdb.connect(db_path)
+    con.execute("INSERT INTO schema_version (version, description) VALUES (999, 'future')")
+    con.close()
+    p = run_workbench("--db", db_path, "chat", "--prompt", "hi", "--max-tokens", "2", "--temperature", "0")
+    assert p.returncode == 2
+    assert "newer inference-workbench" in p.stderr and "Traceback" not in p.stderr
+    assert len([line for line in p.stderr.splitlines() if line.startswith("workbench:")]) == 1

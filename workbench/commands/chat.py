@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 
 
 def register(sub, common) -> None:
@@ -16,30 +15,6 @@ def register(sub, common) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     p.set_defaults(func=run)
-
-
-class _StoreOpener(threading.Thread):
-    """Open DuckDB while the model loads: both take a noticeable share of cold start."""
-
-    def __init__(self, args: argparse.Namespace):
-        super().__init__(name="store-open", daemon=True)
-        self.args = args
-        self.store = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        from workbench.context import open_store
-
-        try:
-            self.store = open_store(self.args)
-        except BaseException as e:
-            self.error = e
-
-    def result(self):
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.store
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,33 +35,24 @@ def run(args: argparse.Namespace) -> int:
         top_p=args.top_p if args.top_p is not None else cfg["top_p"],
         seed=args.seed,
     )
-    opener = _StoreOpener(args)
-    opener.start()
-    from workbench.context import load_engine
+    # DuckDB is imported and opened only after the first token (the recorder queues until then):
+    # its import competed with llama.cpp's for the GIL and cost a tenth of a second of cold start.
+    # A file held by another process is still refused up front, before the model loads.
+    from sessions.store import check_not_locked
+    from workbench.context import db_path, load_engine, open_store
 
+    check_not_locked(db_path(args))
+    engine = load_engine(args)
     try:
-        engine = load_engine(args)
-    except BaseException:
-        store = opener.result() if opener.error is None else None
-        if store is not None:
-            store.close()
-        raise
-    try:
-        store = opener.result()
-    except BaseException:
-        engine.close()
-        raise
-    try:
-        return _chat(args, engine, store, prompt, system, params)
+        return _chat(args, engine, lambda: open_store(args), prompt, system, params)
     finally:
         engine.close()
-        store.close()
 
 
-def _chat(args, engine, store, prompt: str, system: str, params) -> int:
+def _chat(args, engine, open_store, prompt: str, system: str, params) -> int:
     from sessions.recorder import Recorder
 
-    recorder = Recorder(store)
+    recorder = Recorder(open_store, autostart=False)
     engine.add_listener(recorder.on_event)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     sid = recorder.new_session("chat", model=engine.model_name, backend=engine.backend_name,
@@ -103,14 +69,19 @@ def _chat(args, engine, store, prompt: str, system: str, params) -> int:
             if not args.json and ev.text:
                 sys.stdout.write(ev.text)
                 sys.stdout.flush()
+            recorder.start()  # after the first token; a no-op later
     except KeyboardInterrupt:
         interrupted = True
         if handle is not None:
             handle.cancel()
     result = handle.result(timeout=30) if handle is not None else None
     engine.remove_listener(recorder.on_event)
-    recorder.flush()
-    recorder.close()
+    try:
+        recorder.flush()
+    finally:
+        recorder.close()
+        if recorder.store is not None:
+            recorder.store.close()
     if result is None:
         return 130
     m = result.metrics.to_dict()
