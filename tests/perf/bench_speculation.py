@@ -60,7 +60,7 @@ def main() -> None:
     out["setup"] = {"model": "smollm2-135m", "backend": "torch", "device": a.device, "dtype": "fp32",
                     "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(), "load_s": load_s,
                     "max_tokens": cfg.max_tokens, "requests_per_slot": cfg.requests_per_slot,
-                    "note": "CPU shared with other engineers' processes while measured"}
+                    "note": "load_avg above 1 means other processes shared the CPU: compare ratios"}
     print(json.dumps(out, indent=2))
 
 

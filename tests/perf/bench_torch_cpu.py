@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -113,8 +114,8 @@ def main() -> None:
     ap.add_argument("--skip", default="")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    out: dict = {"threads": torch.get_num_threads(), "note": "CPU shared with other work; compare ratios"}
-    engine = Engine.load("smollm2-135m", backend="torch", speculation="off")  # the engine alone (issue 3)
+    out: dict = {"threads": torch.get_num_threads(), "load_avg": os.getloadavg(), "note": "load_avg above 1 means other processes shared the CPU: compare ratios"}
+    engine = Engine.load("smollm2-135m", backend="torch", speculation="off")  # the engine alone, no drafting
     out["memory_bandwidth_gbps"] = engine.stats()["memory_bandwidth_gbps"]
     hf = hf_model() if {"mixed", "batch1"} - skip else None
     if "batch1" not in skip:
