@@ -77,15 +77,11 @@ class TorchBackend(Backend):
         self._tok_lock = threading.Lock()
         self.eos_token_ids = weights.eos_ids(folder, self.tokenizer) if self.tokenizer else frozenset()
         cfg = ModelConfig.from_hf(weights.read_config(folder))
-        gpu = self.device.type == "cuda"
         limit = max_model_len or n_ctx or cfg.max_position_embeddings
         self.context_window = min(limit, cfg.max_position_embeddings, cfg.sliding_window or limit)
         self.model = build_model(cfg, self.context_window, self.device, self.dtype, weights.load_tensors(folder))
-        self._setup(cfg, RunnerConfig(
-            block_size=block_size, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
-            max_num_seqs=max_num_seqs or (256 if gpu else 64), max_model_len=self.context_window,
-            cuda_graphs=cuda_graphs,
-        ), max_num_batched_tokens or (8192 if gpu else 1024), enable_prefix_caching, measure_bandwidth)
+        self._setup(cfg, block_size, num_kv_blocks, kv_cache_gb, max_num_seqs, max_num_batched_tokens,
+                    cuda_graphs, enable_prefix_caching, measure_bandwidth)
         self._draft_name = draft
         self.set_speculation(speculation, **(spec_options or {}))
 
@@ -107,17 +103,22 @@ class TorchBackend(Backend):
         self.tokenizer, self._tok_lock, self.eos_token_ids = None, threading.Lock(), frozenset()
         self.context_window = min(max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings)
         self.model = build_model(cfg, self.context_window, self.device, self.dtype, None)
-        gpu = self.device.type == "cuda"
-        self._setup(cfg, RunnerConfig(
-            block_size=block_size, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
-            max_num_seqs=max_num_seqs or (256 if gpu else 64), max_model_len=self.context_window,
-            cuda_graphs=cuda_graphs,
-        ), max_num_batched_tokens or (8192 if gpu else 1024), enable_prefix_caching, measure_bandwidth)
+        self._setup(cfg, block_size, num_kv_blocks, kv_cache_gb, max_num_seqs, max_num_batched_tokens,
+                    cuda_graphs, enable_prefix_caching, measure_bandwidth)
         self._draft_name = None
         self.set_speculation(speculation, **(spec_options or {}))
         return self
 
-    def _setup(self, cfg: ModelConfig, rcfg: RunnerConfig, max_batched: int, prefix_caching: bool, measure: bool):
+    def _setup(self, cfg: ModelConfig, block_size: int, num_kv_blocks: int, kv_cache_gb: float,
+               max_num_seqs: int | None, max_num_batched_tokens: int | None, cuda_graphs: bool,
+               prefix_caching: bool, measure: bool):
+        gpu = self.device.type == "cuda"
+        rcfg = RunnerConfig(
+            block_size=block_size, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
+            max_num_seqs=max_num_seqs or (256 if gpu else 64), max_model_len=self.context_window,
+            cuda_graphs=cuda_graphs,
+        )
+        max_batched = max_num_batched_tokens or (8192 if gpu else 1024)
         self.cfg = cfg
         self.runner = ModelRunner(self.model, cfg, rcfg, self.device, self.dtype)
         self.block_manager = BlockManager(self.runner.num_kv_blocks, rcfg.block_size, prefix_caching)

@@ -16,6 +16,7 @@ from sessions.store import Store
 from sessions.traces.importers import parse_file
 from sessions.traces.nplus1 import detect
 from sessions.traces.store import load_trace, save_parsed
+from tests.sessions.test_traces_panel import _labels as _tree_labels
 from tests.workbench.test_app import send, wait_until
 from workbench.app import WorkbenchApp
 from workbench.config import DEFAULTS
@@ -41,17 +42,6 @@ async def _reply(pilot, app, text):
     await send(pilot, app, text)
     await wait_until(pilot, lambda: app.last_result is not None)
     await wait_until(pilot, lambda: not app.awaiting_reply)
-
-
-def _tree_labels(tree: Tree) -> list[tuple[str, str]]:
-    out = []
-
-    def walk(node):
-        for c in node.children:
-            out.append((c.data["span_id"], str(c.label)))
-            walk(c)
-    walk(tree.root)
-    return out
 
 
 async def test_traces_tab_shows_imported_trace_with_nplus1_highlighted(db_path):
