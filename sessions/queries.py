@@ -33,13 +33,19 @@ def list_sessions(store: Store, limit: int = 200) -> list[dict[str, Any]]:
     return _rows(cur)
 
 
-def resolve_session_id(store: Store, prefix: str) -> str:
-    ids = [r[0] for r in store.execute("SELECT id FROM sessions WHERE starts_with(id, ?)", [prefix]).fetchall()]
+def resolve_prefix(store: Store, table: str, prefix: str, *, missing: str, ambiguous: str) -> str:
+    """The one id in `table` that starts with `prefix` (git-style short ids). `ambiguous` may use {n}."""
+    ids = [r[0] for r in store.execute(f"SELECT id FROM {table} WHERE starts_with(id, ?)", [prefix]).fetchall()]
     if not ids:
-        raise StoreError(f"no session with id {prefix!r}")
+        raise StoreError(missing)
     if len(ids) > 1:
-        raise StoreError(f"session id {prefix!r} is ambiguous ({len(ids)} sessions match); give more characters")
+        raise StoreError(ambiguous.format(n=len(ids)))
     return ids[0]
+
+
+def resolve_session_id(store: Store, prefix: str) -> str:
+    return resolve_prefix(store, "sessions", prefix, missing=f"no session with id {prefix!r}",
+                          ambiguous=f"session id {prefix!r} is ambiguous ({{n}} sessions match); give more characters")
 
 
 def get_session(store: Store, session_id: str, *, token_times: bool = True) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from sessions.metrics import (
     compare,
     compute_metrics,
 )
-from sessions.store import Store, StoreError
+from sessions.queries import resolve_prefix
+from sessions.store import Store
 
 FORMATS = ("html", "md", "json", "csv")
 
@@ -37,12 +38,8 @@ class RunData:
 
 def resolve_run_id(store: Store, prefix: str) -> str:
     """A bench run or a session id, or a unique prefix of one (runs are sessions too)."""
-    ids = [r[0] for r in store.execute("SELECT id FROM sessions WHERE starts_with(id, ?)", [prefix]).fetchall()]
-    if not ids:
-        raise StoreError(f"no bench run or session with id {prefix!r}")
-    if len(ids) > 1:
-        raise StoreError(f"id {prefix!r} is ambiguous ({len(ids)} match); give more characters")
-    return ids[0]
+    return resolve_prefix(store, "sessions", prefix, missing=f"no bench run or session with id {prefix!r}",
+                          ambiguous=f"id {prefix!r} is ambiguous ({{n}} match); give more characters")
 
 
 def load_run(store: Store, run_or_session: str) -> RunData:

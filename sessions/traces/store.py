@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from sessions.recorder import insert_many
-from sessions.store import Store, StoreError
+from sessions.queries import resolve_prefix
+from sessions.store import Store
 from sessions.traces.fastjson import make_encoder
 from sessions.traces.gcpause import gc_paused
 from sessions.traces.importers import ParsedFile, TraceImportError
@@ -204,12 +205,8 @@ def list_traces(store: Store, limit: int = 500) -> list[dict[str, Any]]:
 
 
 def resolve_trace_id(store: Store, prefix: str) -> str:
-    ids = [r[0] for r in store.execute("SELECT id FROM traces WHERE starts_with(id, ?)", [prefix]).fetchall()]
-    if not ids:
-        raise StoreError(f"no trace with id {prefix!r} (see `workbench traces`)")
-    if len(ids) > 1:
-        raise StoreError(f"trace id {prefix!r} is ambiguous ({len(ids)} traces match); give more characters")
-    return ids[0]
+    return resolve_prefix(store, "traces", prefix, missing=f"no trace with id {prefix!r} (see `workbench traces`)",
+                          ambiguous=f"trace id {prefix!r} is ambiguous ({{n}} traces match); give more characters")
 
 
 def get_trace(store: Store, trace_id: str) -> dict[str, Any]:
