@@ -70,9 +70,10 @@ class _RequestState:
 class RequestHandle:
     """A submitted request: iterate for TokenEvents, or wait for the Result."""
 
-    def __init__(self, engine: "Engine", request_id: str):
+    def __init__(self, engine: "Engine", request_id: str, metrics: RequestMetrics):
         self._engine = engine
         self.request_id = request_id
+        self.metrics = metrics  # filled in by the engine thread as the request runs
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._result: Result | None = None
         self._done = threading.Event()
@@ -207,7 +208,7 @@ class Engine:
         rid = request_id or uuid.uuid4().hex[:16]
         metrics = RequestMetrics(arrival_ns=arrival, prompt_tokens=len(ids))
         req = Request(rid, prompt, params, ids, metrics, dict(tags or {}))
-        handle = RequestHandle(self, rid)
+        handle = RequestHandle(self, rid, metrics)
         self._inbox.put(("add", req, handle))
         self._wake.set()
         return handle

@@ -382,6 +382,9 @@ class WorkbenchApp(App):
                     if ev.token_ids:
                         if self.last_token_ns is not None:
                             itl.append((ev.t_ns - self.last_token_ns) / 1e6)
+                        elif not self.first_token_seen:
+                            self.first_token_seen = True
+                            latency.set_ttft((ev.t_ns - active.metrics.arrival_ns) / 1e6)
                         self.last_token_ns = ev.t_ns
                     text.append(ev.text)
                 elif isinstance(ev, StepEvent):
@@ -392,9 +395,6 @@ class WorkbenchApp(App):
                     finished = ev.result
             if text:
                 chat.append_reply("".join(text))
-            if not self.first_token_seen and active is not None and self.last_token_ns is not None:
-                self.first_token_seen = True
-                latency.set_ttft((self.last_token_ns - _arrival(active)) / 1e6 if _arrival(active) else None)
             latency.add_itl(itl)
             if steps:
                 if self.active_tab == "tab-chat":
@@ -499,13 +499,6 @@ class WorkbenchApp(App):
         for b in self.BINDINGS:
             if isinstance(b, Binding) and b.action != "quit":
                 yield SystemCommand(b.description, b.tooltip or b.description, getattr(self, f"action_{b.action}"))
-
-
-def _arrival(handle) -> int | None:
-    try:
-        return handle._engine._states[handle.request_id].request.metrics.arrival_ns
-    except (KeyError, AttributeError):
-        return None
 
 
 def _cached_note(similarity: float | None) -> str:
