@@ -1,12 +1,16 @@
 """Attention over the paged KV cache: write the step's keys/values into their slots, then attend.
-Decode rows attend in groups prepared once per step (a view of consecutive blocks, or one gather +
-SDPA); the batched-gather torch reference serves CUDA graphs; prefill chunks attend per sequence."""
+On the CPU, decode rows and short chunks go to the C++ paged kernel (engine/cpu_kernels.py) in one
+call per layer; without it they attend in groups prepared once per step (a view of consecutive
+blocks, or one gather + SDPA). The batched-gather torch reference serves CUDA graphs and tests the
+kernel; long prefill chunks attend per sequence through SDPA."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from engine.cpu_kernels import paged_attention_rows
 
 
 @dataclass(slots=True)
@@ -33,6 +37,16 @@ class DecodeGroup:
 
 
 @dataclass(slots=True)
+class KernelRows:
+    """The rows the C++ kernel attends for (decode rows, short chunks), built once per step."""
+
+    fn: object  # the loaded kernel (engine.cpu_kernels.paged_attention_kernel())
+    tables: torch.Tensor  # [S, W] int64 block ids of the sequences those rows belong to
+    row_seq: torch.Tensor  # [T] which table each packed row reads
+    row_ctx: torch.Tensor  # [T] tokens the row attends to, its own included; 0: a long chunk's row
+
+
+@dataclass(slots=True)
 class AttentionMetadata:
     """What one step's attention needs. Decode tokens come first in the packed batch."""
 
@@ -44,6 +58,7 @@ class AttentionMetadata:
     # values are still in cache when SDPA reads them
     decode_groups: list[DecodeGroup] | None = None
     prefills: list[PrefillChunk] = field(default_factory=list)
+    kernel_rows: KernelRows | None = None  # CPU fp32 with the kernel built: rows it attends for
 
 
 def store_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slots: torch.Tensor) -> None:
@@ -122,6 +137,14 @@ def causal_mask(n: int, ctx: int, device) -> torch.Tensor:
 
 
 def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    kr = meta.kernel_rows
+    if kr is not None:  # every row is either the kernel's or part of a long prefill chunk
+        out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+        paged_attention_rows(kr.fn, q, k_cache, v_cache, kr.tables, kr.row_seq, kr.row_ctx, out, scale)
+        for c in meta.prefills:
+            s, e = c.start, c.start + c.num_tokens
+            out[s:e] = prefill_attention(q[s:e], k[s:e], v[s:e], k_cache, v_cache, c, scale)
+        return out
     nd = meta.num_decode
     groups = meta.decode_groups
     if not meta.prefills:

@@ -103,6 +103,17 @@ def rope_inv_freq(cfg: ModelConfig) -> tuple[torch.Tensor, float]:
     raise EngineError(f"unsupported rope_scaling type {rtype!r} (supported: default, linear, llama3)")
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        # one fused op instead of six; in fp32 it gives transformers' formula bit for bit
+        return torch.rms_norm(x, weight.shape, weight, eps)
+    # transformers' formula, op for op: upcast, normalize, cast back, scale
+    dtype = x.dtype
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(dtype)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -110,88 +121,54 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            # one fused op instead of six; in fp32 it gives transformers' formula bit for bit
-            return torch.rms_norm(x, self.weight.shape, self.weight, self.eps)
-        # transformers' formula, op for op: upcast, normalize, cast back, scale
-        dtype = x.dtype
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [T, heads, d]; cos/sin: [T, 1, d]. rotate_half form, as in transformers (same products
-    and sum, so the same bits; addcmul would fuse them and round differently)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((x[..., half:], x[..., :half]), dim=-1)
-    rotated[..., :half].neg_()
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """x: [T, heads, d]; cos/sin_signed: [T, 1, d]. transformers' x*cos + rotate_half(x)*sin, where
+    rotate_half(x) = [-x2, x1]: roll(x) = [x2, x1] times sin_signed = [-sin1, sin2] is the same
+    product (negation is exact), so the same bits in four ops instead of eight. (addcmul would
+    fuse the multiply-add and round differently.)"""
     out = x * cos
-    out += rotated * sin
+    out += torch.roll(x, x.shape[-1] // 2, -1).mul_(sin_signed)
     return out
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer_idx: int):
+    """Parameters of one attention block (fused q/k/v: one matmul instead of three)."""
+
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.layer_idx = layer_idx
-        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.q_size = cfg.num_heads * cfg.head_dim
-        self.kv_size = cfg.num_kv_heads * cfg.head_dim
-        # fused q/k/v: one matmul instead of three
-        self.qkv_proj = nn.Linear(cfg.hidden_size, self.q_size + 2 * self.kv_size, bias=cfg.attention_bias)
-        self.o_proj = nn.Linear(self.q_size, cfg.hidden_size, bias=False)
+        q_size, kv_size = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+        self.qkv_proj = nn.Linear(cfg.hidden_size, q_size + 2 * kv_size, bias=cfg.attention_bias)
+        self.o_proj = nn.Linear(q_size, cfg.hidden_size, bias=False)
         self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
-        self.scale = cfg.head_dim**-0.5
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache, meta: AttentionMetadata):
-        t = x.shape[0]
-        qkv = self.qkv_proj(x)
-        v = qkv[:, self.q_size + self.kv_size :].view(t, self.num_kv_heads, self.head_dim)
-        if self.q_norm is None:
-            # q and k side by side are one [T, heads + kv_heads, d] view: rotate them in one go
-            qk = apply_rope(qkv[:, : self.q_size + self.kv_size].view(t, -1, self.head_dim), cos, sin)
-            q, k = qk[:, : self.num_heads], qk[:, self.num_heads :]
-        else:
-            q, k, _ = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-            q = self.q_norm(q.view(t, self.num_heads, self.head_dim))
-            k = self.k_norm(k.view(t, self.num_kv_heads, self.head_dim))
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k_cache, v_cache = kv_cache[0][self.layer_idx], kv_cache[1][self.layer_idx]
-        store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
-        o = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
-        return self.o_proj(o.reshape(t, self.q_size))
 
 
 class MLP(nn.Module):
+    """Parameters of one MLP (fused gate+up)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.inter = cfg.intermediate_size
-        self.gate_up_proj = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)  # fused gate+up
+        self.gate_up_proj = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).split(self.inter, dim=-1)
-        return self.down_proj(F.silu(gate).mul_(up))
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer_idx: int):
+    """Parameters of one decoder layer; LlamaForCausalLM.forward runs it."""
+
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = Attention(cfg, layer_idx)
+        self.self_attn = Attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, kv_cache, meta):
-        # residual adds land in the fresh sublayer outputs (a + b == b + a, bit for bit): no new
-        # tensors, and the caller's x is left alone
-        h = self.self_attn(self.input_layernorm(x), cos, sin, kv_cache, meta)
-        h += x
-        out = self.mlp(self.post_attention_layernorm(h))
-        out += h
-        return out
+    def flat(self) -> tuple:
+        a, m = self.self_attn, self.mlp
+        return (self.input_layernorm.weight, a.qkv_proj.weight, a.qkv_proj.bias, a.o_proj.weight,
+                a.q_norm, a.k_norm, self.post_attention_layernorm.weight, m.gate_up_proj.weight, m.down_proj.weight)
 
 
 class LlamaForCausalLM(nn.Module):
@@ -199,13 +176,14 @@ class LlamaForCausalLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.num_layers))
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.max_positions = max_positions
         self.tie_weights()
         self.register_buffer("rope_cos", torch.empty(max_positions, cfg.head_dim), persistent=False)
-        self.register_buffer("rope_sin", torch.empty(max_positions, cfg.head_dim), persistent=False)
+        self.register_buffer("rope_sin", torch.empty(max_positions, cfg.head_dim), persistent=False)  # signed
+        self._flat: list[tuple] | None = None  # per-layer parameter tuples, read by forward()
 
     def tie_weights(self) -> None:
         if self.cfg.tie_word_embeddings:
@@ -213,12 +191,14 @@ class LlamaForCausalLM(nn.Module):
 
     def init_rope(self, device) -> None:
         """cos/sin tables for every position, in fp32 (cast to the compute dtype per step, as
-        transformers does)."""
+        transformers does); sin with its first half negated, for apply_rope."""
         inv_freq, scaling = rope_inv_freq(self.cfg)
         freqs = torch.arange(self.max_positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
+        sin = emb.sin() * scaling
+        sin[:, : sin.shape[1] // 2].neg_()
         self.rope_cos = (emb.cos() * scaling).to(device)
-        self.rope_sin = (emb.sin() * scaling).to(device)
+        self.rope_sin = sin.to(device)
 
     @torch.no_grad()
     def init_random(self, std: float = 0.02, seed: int = 0) -> None:
@@ -230,13 +210,38 @@ class LlamaForCausalLM(nn.Module):
             else:
                 p.normal_(0.0, std, generator=gen)
 
-    def forward(self, input_ids, positions, kv_cache, meta: AttentionMetadata) -> torch.Tensor:
-        """Hidden states of the last layer for every packed token: [T, hidden]."""
+    def forward(self, input_ids, positions, kv_cache, meta: AttentionMetadata, num_layers: int | None = None) -> torch.Tensor:
+        """Hidden states after the final norm for every packed token: [T, hidden]. One flat loop
+        over plain tensor ops (no module calls): at batch 1 on a CPU the step is per-op overhead
+        as much as weight reads. num_layers < all: self-speculation's draft pass, which writes the
+        same keys and values those layers write in the full pass."""
+        c = self.cfg
+        if self._flat is None:
+            self._flat = [layer.flat() for layer in self.layers]
+        heads, kvh, d, eps, inter = c.num_heads, c.num_kv_heads, c.head_dim, c.rms_norm_eps, c.intermediate_size
+        q_size, qk_size, scale = heads * d, (heads + kvh) * d, d**-0.5
         x = self.embed_tokens(input_ids)
+        t = x.shape[0]
         cos = self.rope_cos.index_select(0, positions).to(x.dtype).unsqueeze(1)
         sin = self.rope_sin.index_select(0, positions).to(x.dtype).unsqueeze(1)
-        for layer in self.layers:
-            x = layer(x, cos, sin, kv_cache, meta)
+        k_caches, v_caches = kv_cache[0].unbind(0), kv_cache[1].unbind(0)
+        for i, (w_in, w_qkv, b_qkv, w_o, q_norm, k_norm, w_post, w_gate_up, w_down) in enumerate(self._flat[:num_layers]):
+            qkv = F.linear(rms_norm(x, w_in, eps), w_qkv, b_qkv)
+            if q_norm is None:  # q and k side by side are one [T, heads + kv_heads, d] view: rotate once
+                qk = apply_rope(qkv[:, :qk_size].view(t, -1, d), cos, sin)
+                q, k = qk[:, :heads], qk[:, heads:]
+            else:
+                q = apply_rope(q_norm(qkv[:, :q_size].view(t, heads, d)), cos, sin)
+                k = apply_rope(k_norm(qkv[:, q_size:qk_size].view(t, kvh, d)), cos, sin)
+            v = qkv[:, qk_size:].view(t, kvh, d)
+            store_kv(k, v, k_caches[i], v_caches[i], meta.slot_mapping)
+            o = paged_attention(q, k, v, k_caches[i], v_caches[i], meta, scale)
+            # residual adds land in the fresh sublayer outputs (a + b == b + a, bit for bit)
+            h = F.linear(o.reshape(t, q_size), w_o)
+            h += x
+            gate_up = F.linear(rms_norm(h, w_post, eps), w_gate_up)
+            x = F.linear(F.silu(gate_up[:, :inter]).mul_(gate_up[:, inter:]), w_down)
+            x += h
         return self.norm(x)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -7,10 +7,16 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.attention import AttentionMetadata, DecodeGroup, PrefillChunk, causal_mask
+from engine.attention import AttentionMetadata, DecodeGroup, KernelRows, PrefillChunk, causal_mask
+from engine.cpu_kernels import kernel_status, paged_attention_kernel
 from engine.llama import LlamaForCausalLM, ModelConfig
 from engine.scheduler import ScheduledSeq
 from engine.sequence import Sequence
+
+
+# chunks this short (speculative verify rows, the last bit of a prompt) attend through the CPU
+# kernel with the decode rows; longer ones are compute-bound and go to SDPA
+KERNEL_MAX_CHUNK = 16
 
 
 @dataclass(slots=True)
@@ -51,6 +57,10 @@ class ModelRunner:
         self.decode_group_tokens = 2048
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.use_graphs = device.type == "cuda" and rcfg.cuda_graphs
+        # the C++ paged attention (CPU, fp32); None: the torch paths
+        self.attn_kernel = paged_attention_kernel() if device.type == "cpu" and dtype == torch.float32 else None
+        self.attention_path = (kernel_status() if device.type == "cpu" and dtype == torch.float32 else
+                               "torch paged decode attention" + (" in CUDA graphs" if self.use_graphs else ""))
         if self.use_graphs:
             self._init_graph_buffers()
 
@@ -100,24 +110,28 @@ class ModelRunner:
             bt = seq.block_table
             slots.extend(bt[p // bs] * bs + p % bs for p in range(start, end))
         meta = AttentionMetadata(slot_mapping=self._tensor(slots), num_decode=len(decodes))
+        kernel = self.attn_kernel is not None
         context = 0
         if decodes:
             lens = [s.seq.num_computed_tokens + 1 for s in decodes]
             context = sum(lens)
             if self.use_graphs:
                 meta.decode_block_tables, meta.decode_context_lens = self._tables(decodes, lens)
-            else:
+            elif not kernel:
                 meta.decode_groups = self._decode_groups(decodes, lens)
         row = len(decodes)
         for s in prefills:
             seq = s.seq
             ctx = seq.num_computed_tokens + s.num_tokens
-            table = mask = None
-            if seq.num_computed_tokens:
-                table = self._tensor(seq.block_table[: -(-ctx // bs)])
-                mask = causal_mask(s.num_tokens, ctx, self.device)  # once here, not in every layer
-            meta.prefills.append(PrefillChunk(row, s.num_tokens, ctx, table, mask))
+            if not (kernel and s.num_tokens <= KERNEL_MAX_CHUNK):
+                table = mask = None
+                if seq.num_computed_tokens:
+                    table = self._tensor(seq.block_table[: -(-ctx // bs)])
+                    mask = causal_mask(s.num_tokens, ctx, self.device)  # once here, not in every layer
+                meta.prefills.append(PrefillChunk(row, s.num_tokens, ctx, table, mask))
             row += s.num_tokens
+        if kernel:
+            meta.kernel_rows = self._kernel_rows(order)
         # rows whose chunk reaches the end of the sequence produce a token
         sample_rows, sample_seqs = [], []
         row = 0
@@ -128,6 +142,28 @@ class ModelRunner:
                 sample_seqs.append(s.seq)
         self.info = StepInfo(row - len(decodes), len(decodes), context)
         return self._tensor(input_ids), self._tensor(positions), meta, sample_rows, sample_seqs
+
+    def _kernel_rows(self, order: list[ScheduledSeq]) -> KernelRows | None:
+        """Per packed row: its sequence's block table and how many tokens it attends to (its
+        position + 1, which makes a chunk causal); rows of long chunks get 0 (SDPA's)."""
+        bs = self.block_size
+        tables: list[list[int]] = []
+        row_seq: list[int] = []
+        row_ctx: list[int] = []
+        for s in order:
+            start = s.seq.num_computed_tokens
+            if s.num_tokens > KERNEL_MAX_CHUNK:
+                row_seq.extend([0] * s.num_tokens)
+                row_ctx.extend([0] * s.num_tokens)
+                continue
+            row_seq.extend([len(tables)] * s.num_tokens)
+            row_ctx.extend(range(start + 1, start + s.num_tokens + 1))
+            tables.append(s.seq.block_table[: -(-(start + s.num_tokens) // bs)])
+        if not tables:  # only long prefill chunks this step
+            return None
+        width = max(len(t) for t in tables)
+        padded = [t + [0] * (width - len(t)) for t in tables]
+        return KernelRows(self.attn_kernel, self._tensor(padded), self._tensor(row_seq), self._tensor(row_ctx))
 
     def _tables(self, decodes: list[ScheduledSeq], lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(s.seq.block_table) for s in decodes)
@@ -283,15 +319,10 @@ class ModelRunner:
     def run_first_layers(self, batch: list[ScheduledSeq], num_layers: int):
         """Self-speculation's draft pass: the first num_layers layers, the final norm and the LM
         head, over the model's own KV cache (those layers write exactly the keys and values the
-        full model writes for these tokens; the verify pass overwrites them). Mirrors
-        LlamaForCausalLM.forward. Returns (seqs, logits of their last rows)."""
+        full model writes for these tokens; the verify pass overwrites them). Returns (seqs, logits
+        of their last rows)."""
         input_ids, positions, meta, rows, seqs = self.prepare(batch)
-        m = self.model
-        x = m.embed_tokens(input_ids)
-        cos = m.rope_cos.index_select(0, positions).to(x.dtype).unsqueeze(1)
-        sin = m.rope_sin.index_select(0, positions).to(x.dtype).unsqueeze(1)
-        for layer in m.layers[:num_layers]:
-            x = layer(x, cos, sin, self.kv_cache, meta)
+        x = self.model(input_ids, positions, self.kv_cache, meta, num_layers=num_layers)
         if len(rows) != x.shape[0]:
             x = x[self._tensor(rows)]
-        return seqs, m.compute_logits(m.norm(x))
+        return seqs, self.model.compute_logits(x)

@@ -84,6 +84,8 @@ class EnginePanel(Widget):
         hit = st.get("prefix_cache_hit_rate")
         if hit is not None:
             lines.append(f"prefix cache hit rate {hit * 100:.0f}%")
+        if st.get("attention"):
+            lines.append(f"attention: {st['attention']}")
         if st.get("speculation"):
             reason = st.get("speculation_reason")
             lines.append(f"speculation {st['speculation']}" + (f": {reason}" if reason else ""))

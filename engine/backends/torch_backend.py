@@ -301,6 +301,7 @@ class TorchBackend(Backend):
             "memory_bandwidth_gbps": self.bandwidth_gbps,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
+            "attention": self.runner.attention_path,
             **self._spec_stats(),
         }
 

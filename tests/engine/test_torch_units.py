@@ -199,7 +199,8 @@ def test_greedy_matches_transformers_alone_and_batched(tiny_dir, hf_greedy):
     with load(tiny_dir, max_num_batched_tokens=64) as eng:  # small budget: prompts get chunked
         alone = [generate(eng, [p], 12)[0].token_ids for p in ps]
         batched = generate(eng, ps + prompts(8, seed=2), [12] * 8 + list(range(4, 20, 2)))
-        eng.backend.runner.decode_group_tokens = 40  # many small attention groups
+        eng.backend.runner.attn_kernel = None  # the torch path, in many small attention groups
+        eng.backend.runner.decode_group_tokens = 40
         grouped = generate(eng, ps, 12)
         st = eng.stats()
     assert alone == refs
@@ -365,6 +366,7 @@ def test_runner_groups_use_a_view_only_for_consecutive_blocks(tiny_dir):
 
     with load(tiny_dir, block_size=4) as eng:
         runner = eng.backend.runner
+        runner.attn_kernel = None  # the torch path (no C++ compiler, or WORKBENCH_CPU_KERNELS=0)
         a = Sequence(make_request("a", list(range(3, 12))))
         a.block_table, a.num_computed_tokens = [4, 5, 6], 9  # 10 tokens with the new one
         b = Sequence(make_request("b", list(range(3, 12))))

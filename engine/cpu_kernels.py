@@ -1,0 +1,103 @@
+"""The engine's C++ CPU kernel (paged attention, engine/csrc), compiled once with the system's C++
+compiler into the user cache dir and called through ctypes; without a compiler the torch path runs."""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+DISABLE_ENV = "WORKBENCH_CPU_KERNELS"  # "0": always use the torch reference path
+_SOURCE = Path(__file__).parent / "csrc" / "paged_attention.cpp"
+# -march=native: built on the machine that runs it. AMX is switched off: some hypervisors report
+# it in CPUID and then fault on it.
+_FLAGS = [
+    ["-O3", "-ffast-math", "-march=native", "-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16"],
+    ["-O3", "-ffast-math"],  # an older compiler that knows no AMX switches
+]
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _cache_dir() -> Path:
+    from engine.weights import cache_root
+
+    return cache_root().parent / "kernels"
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+
+
+def _build(cxx: str) -> Path:
+    """Compile (once per source, compiler and flags) and return the shared library's path."""
+    src = _SOURCE.read_bytes()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    errors = []
+    for flags in _FLAGS:
+        key = hashlib.sha256(src + version.encode() + " ".join(flags).encode()).hexdigest()[:16]
+        lib = _cache_dir() / f"paged_attention-{key}.so"
+        if lib.exists():
+            return lib
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
+        os.close(fd)
+        cmd = [cxx, *flags, "-fopenmp", "-shared", "-fPIC", "-std=c++17", str(_SOURCE), "-o", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0:
+            os.replace(tmp, lib)  # atomic: a concurrent build of the same key is harmless
+            return lib
+        os.unlink(tmp)
+        errors.append(proc.stderr.strip().splitlines()[-1:] or ["failed"])
+    raise RuntimeError(f"{cxx} could not build the CPU kernel: {errors[-1][0]}")
+
+
+def paged_attention_kernel():
+    """The loaded kernel, or None (disabled, no compiler, build failed); the reason is kept for
+    stats(). Thread-safe, built at most once per process."""
+    with _lock:
+        if "fn" in _state:
+            return _state["fn"]
+        fn, why = None, "torch reference path"
+        if os.environ.get(DISABLE_ENV, "1") == "0":
+            why = f"torch reference path ({DISABLE_ENV}=0)"
+        elif (cxx := _compiler()) is None:
+            why = "torch reference path (no C++ compiler found)"
+        else:
+            try:
+                lib = ctypes.CDLL(str(_build(cxx)))
+                fn = lib.wb_paged_attention_f32
+                p, i64 = ctypes.c_void_p, ctypes.c_int64
+                fn.argtypes = [p, p, p, p, p, p, p, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float, ctypes.c_int]
+                fn.restype = ctypes.c_int
+                why = "C++ paged attention"
+            except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                why = f"torch reference path ({e})"
+        _state["fn"], _state["why"] = fn, why
+        return fn
+
+
+def kernel_status() -> str:
+    paged_attention_kernel()
+    return str(_state["why"])
+
+
+def paged_attention_rows(fn, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, tables: torch.Tensor,
+                         row_seq: torch.Tensor, row_ctx: torch.Tensor, out: torch.Tensor, scale: float) -> None:
+    """out[t] = attention of q[t] over the first row_ctx[t] cached tokens of its sequence, for every
+    row with row_ctx > 0. q: [T, H, D], each row contiguous; out: [T, H, D]; caches: [KVH, NB, BS, D];
+    all fp32. The caller keeps the index tensors int64 and contiguous."""
+    t, h, d = q.shape
+    assert q.stride(2) == 1 and q.stride(1) == d and out.is_contiguous() and k_cache.is_contiguous()
+    kvh, nb, bs, _ = k_cache.shape
+    rc = fn(q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), tables.data_ptr(), row_seq.data_ptr(),
+            row_ctx.data_ptr(), out.data_ptr(), t, h, kvh, d, nb, bs, tables.shape[1], q.stride(0), scale,
+            torch.get_num_threads())
+    if rc:
+        raise RuntimeError(f"paged attention kernel refused its input (code {rc})")
