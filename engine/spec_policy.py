@@ -24,19 +24,51 @@ class Ewma:
 
 @dataclass(slots=True)
 class Acceptance:
-    """Decayed counts of accepted and rejected draft tokens of one request; the prior (1, 1) is an
-    even guess for a request that has not drafted yet."""
+    """How often the first draft token is accepted: decayed hit/miss counts, kept apart for two
+    states: after a verify that accepted every draft (the output is copying a span, where prompt
+    lookup keeps hitting) and otherwise. One per request, and one engine-wide (slower decay) that
+    serves as each request's prior, so a new or unlucky request is judged by what the workload does."""
 
-    accepted: float = 1.0
-    rejected: float = 1.0
+    decay: float = 0.9
+    counts: list[list[float]] = field(default_factory=lambda: [[0.0, 0.0], [0.0, 0.0]])
+    in_run: int = 0  # 1: the last verify accepted all its drafts
 
-    @property
-    def rate(self) -> float:
-        return self.accepted / (self.accepted + self.rejected)
+    def rate(self, state: int | None = None, prior: float = 0.5, weight: float = 2.0) -> float:
+        hit, miss = self.counts[self.in_run if state is None else state]
+        return (hit + weight * prior) / (hit + miss + weight)
+
+    def add(self, k: int, a: int, state: int | None = None) -> None:
+        c = self.counts[self.in_run if state is None else state]
+        c[0] = self.decay * c[0] + (a >= 1)
+        c[1] = self.decay * c[1] + (a == 0)
+        self.in_run = int(a == k)
+
+    def drift(self) -> None:
+        """Not drafting: forget a little, so that the request is tried again."""
+        c = self.counts[self.in_run]
+        c[0], c[1] = 0.95 * c[0], 0.95 * c[1]
+
+
+@dataclass(slots=True)
+class PositionSurvival:
+    """Engine-wide, per draft position j >= 2: how often draft j is accepted once j - 1 were
+    (decayed counts). Drafts are not independent coin flips: a prompt-lookup draft that starts
+    right usually goes on right, so a per-token rate would undervalue long drafts."""
+
+    reached: list[float] = field(default_factory=list)  # verifies where position j was tested
+    passed: list[float] = field(default_factory=list)  # ... and accepted
 
     def add(self, k: int, a: int) -> None:
-        self.accepted = 0.7 * self.accepted + a
-        self.rejected = 0.7 * self.rejected + (1 if a < k else 0)
+        while len(self.reached) < k:
+            self.reached.append(1.0)  # prior: 0.5
+            self.passed.append(0.5)
+        for j in range(1, min(a + 1, k)):  # position j + 1 was tested: j drafts before it passed
+            self.reached[j] = 0.99 * self.reached[j] + 1
+            self.passed[j] = 0.99 * self.passed[j] + (a > j)
+
+    def cond(self, j: int) -> float:
+        """P(draft j + 1 accepted | drafts 1..j accepted), j >= 1."""
+        return self.passed[j] / self.reached[j] if j < len(self.reached) else 0.5
 
 
 def bucket(batch_size: int) -> int:
@@ -44,11 +76,14 @@ def bucket(batch_size: int) -> int:
     return 1 << max(0, batch_size - 1).bit_length()
 
 
-def expected_accepted(alpha: float, k: int) -> float:
-    """Expected accepted drafts out of k when each is accepted with probability alpha in turn."""
-    if alpha >= 1.0:
-        return float(k)
-    return alpha * (1 - alpha**k) / (1 - alpha)
+def expected_accepted(first: float, k: int, survival: PositionSurvival | None = None) -> float:
+    """Expected accepted drafts out of k: the first is accepted with probability `first`, each
+    later one with survival.cond(j) given the ones before (`first` again without figures)."""
+    total, p = 0.0, 1.0
+    for j in range(k):
+        p *= first if j == 0 or survival is None else survival.cond(j)
+        total += p
+    return total
 
 
 @dataclass(slots=True)
@@ -61,6 +96,8 @@ class SpecPolicy:
     extra: dict[int, Ewma] = field(default_factory=dict)  # bucket -> extra seconds per draft token verified
     draft: dict[int, Ewma] = field(default_factory=dict)  # bucket -> seconds of one draft pass (model drafters)
     acceptance: dict[str, Acceptance] = field(default_factory=dict)
+    survival: PositionSurvival = field(default_factory=PositionSurvival)
+    first_draft: Acceptance = field(default_factory=lambda: Acceptance(decay=0.99))  # engine-wide
     steps: int = 0
     decision: str = "off"
     reason: str = "no decode step yet"
@@ -101,7 +138,7 @@ class SpecPolicy:
             gain = drafts = 0.0
             for n, (seq, cap) in enumerate(ranked, 1):
                 kk = min(k, cap)
-                gain += expected_accepted(self._alpha(seq), kk)
+                gain += expected_accepted(self._alpha(seq), kk, self.survival)
                 drafts += kk
                 rate = (batch_size + gain) / (t_plain + drafts * max(t_extra, 0.0) + k * t_draft)
                 if rate > best[0]:
@@ -110,11 +147,11 @@ class SpecPolicy:
         for seq, _ in ranked[n:]:  # not drafting: drift back toward the prior, so it is tried again
             acc = self.acceptance.get(seq.seq_id)
             if acc is not None:
-                acc.accepted, acc.rejected = 0.95 * acc.accepted + 0.05, 0.95 * acc.rejected + 0.05
+                acc.drift()
         speedup = rate / base_rate
         if k == 0 or speedup < 1 + MARGIN:
             self._set("off", 0, f"predicted {speedup:.2f}x at batch {batch_size}: plain step {t_plain * 1e3:.1f} ms, "
-                                f"+{t_extra * 1e3:.2f} ms per draft token, acceptance "
+                                f"+{t_extra * 1e3:.2f} ms per draft token, first-draft acceptance "
                                 f"{max(self._alpha(s) for s, _ in cands):.2f} at best", speedup)
             return {}
         self._set("on", k, f"predicted {speedup:.2f}x at batch {batch_size} with k={k} for {n} of {len(cands)} "
@@ -123,8 +160,11 @@ class SpecPolicy:
         return {seq.seq_id: min(k, cap) for seq, cap in ranked[:n]}
 
     def _alpha(self, seq) -> float:
+        """P(the first draft of seq is accepted), in the state seq is in."""
         acc = self.acceptance.get(seq.seq_id)
-        return acc.rate if acc is not None else 0.5
+        state = acc.in_run if acc is not None else 0
+        prior = self.first_draft.rate(state)
+        return acc.rate(prior=prior) if acc is not None else prior
 
     def _set(self, decision: str, k: int, reason: str, speedup: float | None = None, idle: bool = False) -> None:
         self.decision, self.k, self.reason, self.predicted_speedup = decision, k, reason, speedup
@@ -147,7 +187,10 @@ class SpecPolicy:
             self.draft.setdefault(b, Ewma()).add(draft_s / draft_passes, self.steps)
 
     def observe_acceptance(self, seq_id: str, k: int, a: int) -> None:
-        self.acceptance.setdefault(seq_id, Acceptance()).add(k, a)
+        acc = self.acceptance.setdefault(seq_id, Acceptance())
+        self.first_draft.add(k, a, state=acc.in_run)
+        acc.add(k, a)
+        self.survival.add(k, a)
 
     def forget(self, seq_id: str) -> None:
         self.acceptance.pop(seq_id, None)
@@ -159,6 +202,7 @@ class SpecPolicy:
             "spec_k": self.k,
             "spec_predicted_speedup": self.predicted_speedup,
             "speculation_last_decision": self.last_decision,
+            "spec_draft_survival": [round(self.survival.cond(j), 3) for j in range(1, len(self.survival.reached))],
             "spec_costs_ms": {
                 str(b): {"plain_step": e.value * 1e3,
                          "per_draft_token": self.extra[b].value * 1e3 if b in self.extra else None,

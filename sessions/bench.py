@@ -82,15 +82,135 @@ _SENTENCES = [
     "The new scheduler admits requests in order and batches their decode steps.",
     "Her notes listed the open questions, the owners and the dates they were due.",
 ]
+# whole small files, as an editor sends them: the edited file the model returns repeats most of
+# the prompt, which is the case prompt lookup is for
 _CODE = [
-    ("python", "def total(xs):\n    t = 0\n    for x in xs:\n        t = t + x\n    return t\n"),
-    ("python", "def find(items, key):\n    for i in range(len(items)):\n        if items[i] == key:\n            return i\n    return -1\n"),
-    ("javascript", "function greet(name) {\n  var msg = 'Hello, ' + name;\n  console.log(msg);\n  return msg;\n}\n"),
-    ("python", "class Counter:\n    def __init__(self):\n        self.n = 0\n    def inc(self):\n        self.n += 1\n"),
+    ("python", """import json
+from pathlib import Path
+
+
+def load_users(path):
+    with open(path) as f:
+        data = json.load(f)
+    users = []
+    for row in data:
+        if row.get("active"):
+            users.append(row)
+    return users
+
+
+def count_by_city(users):
+    counts = {}
+    for user in users:
+        city = user.get("city", "unknown")
+        counts[city] = counts.get(city, 0) + 1
+    return counts
+
+
+def save_counts(counts, path):
+    Path(path).write_text(json.dumps(counts, indent=2))
+
+
+if __name__ == "__main__":
+    users = load_users("users.json")
+    save_counts(count_by_city(users), "counts.json")
+"""),
+    ("python", """class Inventory:
+    def __init__(self):
+        self.items = {}
+
+    def add(self, name, qty):
+        if qty <= 0:
+            raise ValueError("qty must be positive")
+        self.items[name] = self.items.get(name, 0) + qty
+
+    def remove(self, name, qty):
+        have = self.items.get(name, 0)
+        if qty > have:
+            raise ValueError("not enough " + name)
+        self.items[name] = have - qty
+        if self.items[name] == 0:
+            del self.items[name]
+
+    def total(self):
+        return sum(self.items.values())
+
+    def report(self):
+        lines = []
+        for name in sorted(self.items):
+            lines.append(name + ": " + str(self.items[name]))
+        return "\n".join(lines)
+"""),
+    ("javascript", """const express = require('express');
+const app = express();
+
+let todos = [];
+let nextId = 1;
+
+app.use(express.json());
+
+app.get('/todos', (req, res) => {
+  res.json(todos);
+});
+
+app.post('/todos', (req, res) => {
+  const todo = { id: nextId++, title: req.body.title, done: false };
+  todos.push(todo);
+  res.status(201).json(todo);
+});
+
+app.delete('/todos/:id', (req, res) => {
+  const id = parseInt(req.params.id, 10);
+  todos = todos.filter((t) => t.id !== id);
+  res.status(204).end();
+});
+
+app.listen(3000, () => {
+  console.log('listening on 3000');
+});
+"""),
+    ("python", """def parse_line(line):
+    parts = line.strip().split(",")
+    if len(parts) != 3:
+        return None
+    name, qty, price = parts
+    return {"name": name, "qty": int(qty), "price": float(price)}
+
+
+def read_orders(lines):
+    orders = []
+    for line in lines:
+        order = parse_line(line)
+        if order is not None:
+            orders.append(order)
+    return orders
+
+
+def order_total(orders):
+    total = 0.0
+    for order in orders:
+        total += order["qty"] * order["price"]
+    return round(total, 2)
+
+
+def biggest_order(orders):
+    best = None
+    for order in orders:
+        if best is None or order["qty"] * order["price"] > best["qty"] * best["price"]:
+            best = order
+    return best
+"""),
 ]
+# small, local edits per file (rename, a changed constant, one more check): the reply is the file
+# again with a few lines changed
 _EDITS = [
-    "Add type hints.", "Rename the variables to clearer names.", "Add a docstring.",
-    "Handle an empty input.", "Rewrite it in a more idiomatic style.",
+    ["Rename save_counts to write_counts.", "Make count_by_city skip users without a city.",
+     "Change the output file to city_counts.json."],
+    ["Rename report to summary.", "Make remove() raise KeyError for an unknown item.",
+     "Change the error message to say quantity instead of qty."],
+    ["Change the port to 8080.", "Rename todos to items.", "Make GET /todos return only the open todos."],
+    ["Rename biggest_order to largest_order.", "Skip lines that start with #.",
+     "Make order_total round to one decimal."],
 ]
 _PEOPLE = [
     ("Ada", 36, "London", "mathematician"), ("Linus", 54, "Portland", "engineer"),
@@ -136,10 +256,12 @@ def code_edit_workload(o: WorkloadOptions) -> list[BenchItem]:
     rng = random.Random(o.seed)
     items = []
     for _ in range(o.num_requests):
-        lang, code = rng.choice(_CODE)
-        edit = rng.choice(_EDITS)
+        i = rng.randrange(len(_CODE))
+        lang, code = _CODE[i]
+        edit = rng.choice(_EDITS[i])
         prompt = [
-            {"role": "system", "content": "You edit code. Reply with the whole edited file in one code block."},
+            {"role": "system", "content": "You edit code. Reply with the whole edited file in one code block "
+                                          "and nothing else."},
             {"role": "user", "content": f"{edit}\n\n```{lang}\n{code}```"},
         ]
         items.append(BenchItem("code-edit", prompt, o.max_tokens))

@@ -132,11 +132,14 @@ def test_rejection_sampling_keeps_the_target_distribution():
     assert chisquare(drafts, want).pvalue < 1e-9
 
 
-def test_auto_policy_drafts_when_it_pays_and_stops_when_it_does_not():
-    class S:
-        def __init__(self, sid):
-            self.seq_id = sid
+class S:
+    """What the policy reads of a sequence."""
 
+    def __init__(self, sid):
+        self.seq_id = sid
+
+
+def test_auto_policy_drafts_when_it_pays_and_stops_when_it_does_not():
     pol = SpecPolicy("auto", k_max=6)
     seqs = [S(f"r{i}") for i in range(8)]
     for s in seqs:
@@ -156,6 +159,24 @@ def test_auto_policy_drafts_when_it_pays_and_stops_when_it_does_not():
     assert pol.plan([(s, 6) for s in seqs], 8, False) == {}
     assert pol.decision == "off" and "predicted" in pol.reason and "at batch 8" in pol.reason
     assert expected_accepted(0.5, 2) == pytest.approx(0.75)
+
+
+def test_policy_values_long_drafts_when_accepted_drafts_come_in_runs():
+    """Prompt lookup either copies a span (all drafts accepted) or misses at once. A per-token
+    rate calls k=1 best; the per-position survival the policy learns calls for long drafts."""
+    pol = SpecPolicy("auto", k_max=8)
+    s = S("r")
+    for i in range(40):
+        pol.observe_acceptance("r", 8, 8 if i % 4 else 0)  # runs of three full accepts, then a miss
+    assert pol.survival.cond(1) > 0.95 and pol.survival.cond(7) > 0.95
+    first = pol._alpha(s)
+    assert expected_accepted(first, 8, pol.survival) > 3 * expected_accepted(0.5, 8) / 2
+    pol.observe_step(1, 0.040, 0, 0.0, 0)
+    pol.plan([(s, 8)], 1, False)  # probe
+    pol.observe_step(1, 0.040 + 3 * 0.004, 3, 0.0, 0)
+    got = pol.plan([(s, 8)], 1, False)
+    assert got == {"r": 8} and pol.decision == "on"
+    assert pol.to_dict()["spec_draft_survival"][0] > 0.95
 
 
 # ---- end to end on the tiny model ----
