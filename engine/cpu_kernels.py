@@ -1,4 +1,4 @@
-"""The engine's C++ CPU kernel (paged attention, engine/csrc), compiled once with the system's C++
+"""The engine's C++ CPU kernel (engine/csrc: paged attention), compiled once with the system's C++
 compiler into the user cache dir and called through ctypes; without a compiler the torch path runs."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 DISABLE_ENV = "WORKBENCH_CPU_KERNELS"  # "0": always use the torch reference path
-_SOURCE = Path(__file__).parent / "csrc" / "paged_attention.cpp"
+_SOURCES = [Path(__file__).parent / "csrc" / "paged_attention.cpp"]
 # -march=native: built on the machine that runs it. AMX is switched off: some hypervisors report
 # it in CPUID and then fault on it.
 _FLAGS = [
@@ -37,18 +37,18 @@ def _compiler() -> str | None:
 
 def _build(cxx: str) -> Path:
     """Compile (once per source, compiler and flags) and return the shared library's path."""
-    src = _SOURCE.read_bytes()
+    src = b"".join(p.read_bytes() for p in _SOURCES)
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
     errors = []
     for flags in _FLAGS:
         key = hashlib.sha256(src + version.encode() + " ".join(flags).encode()).hexdigest()[:16]
-        lib = _cache_dir() / f"paged_attention-{key}.so"
+        lib = _cache_dir() / f"cpu-kernels-{key}.so"
         if lib.exists():
             return lib
         lib.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
         os.close(fd)
-        cmd = [cxx, *flags, "-fopenmp", "-shared", "-fPIC", "-std=c++17", str(_SOURCE), "-o", tmp]
+        cmd = [cxx, *flags, "-fopenmp", "-shared", "-fPIC", "-std=c++17", *map(str, _SOURCES), "-o", tmp]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if proc.returncode == 0:
             os.replace(tmp, lib)  # atomic: a concurrent build of the same key is harmless
@@ -58,33 +58,39 @@ def _build(cxx: str) -> Path:
     raise RuntimeError(f"{cxx} could not build the CPU kernel: {errors[-1][0]}")
 
 
-def paged_attention_kernel():
-    """The loaded kernel, or None (disabled, no compiler, build failed); the reason is kept for
-    stats(). Thread-safe, built at most once per process."""
+def _load() -> None:
+    """Build/load the library once per process; keep its functions (or None) and the reason."""
     with _lock:
-        if "fn" in _state:
-            return _state["fn"]
-        fn, why = None, "torch reference path"
+        if "why" in _state:
+            return
+        lib, why = None, "torch path"
         if os.environ.get(DISABLE_ENV, "1") == "0":
-            why = f"torch reference path ({DISABLE_ENV}=0)"
+            why = f"torch path ({DISABLE_ENV}=0)"
         elif (cxx := _compiler()) is None:
-            why = "torch reference path (no C++ compiler found)"
+            why = "torch path (no C++ compiler found)"
         else:
             try:
                 lib = ctypes.CDLL(str(_build(cxx)))
-                fn = lib.wb_paged_attention_f32
-                p, i64 = ctypes.c_void_p, ctypes.c_int64
-                fn.argtypes = [p, p, p, p, p, p, p, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float, ctypes.c_int]
-                fn.restype = ctypes.c_int
                 why = "C++ paged attention"
             except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-                why = f"torch reference path ({e})"
-        _state["fn"], _state["why"] = fn, why
-        return fn
+                why = f"torch path ({e})"
+        p, i64 = ctypes.c_void_p, ctypes.c_int64
+        attn = None
+        if lib is not None:
+            attn = lib.wb_paged_attention_f32
+            attn.argtypes = [p, p, p, p, p, p, p, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float, ctypes.c_int]
+            attn.restype = ctypes.c_int
+        _state.update(why=why, attn=attn)
+
+
+def paged_attention_kernel():
+    """The loaded paged-attention kernel, or None (disabled, no compiler, build failed)."""
+    _load()
+    return _state["attn"]
 
 
 def kernel_status() -> str:
-    paged_attention_kernel()
+    _load()
     return str(_state["why"])
 
 
@@ -101,3 +107,4 @@ def paged_attention_rows(fn, q: torch.Tensor, k_cache: torch.Tensor, v_cache: to
             torch.get_num_threads())
     if rc:
         raise RuntimeError(f"paged attention kernel refused its input (code {rc})")
+

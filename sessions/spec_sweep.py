@@ -26,12 +26,15 @@ class SweepConfig:
     requests_per_slot: int = 2  # each cell runs batch_size x this many requests
     max_tokens: int = 64
     seed: int = 0
+    # each (workload, batch) runs its modes this many times, interleaved (off, ngram, auto, off, ...);
+    # a cell's throughput is the median: on a shared machine one run apiece cannot show 3%
+    repeats: int = 1
 
     def check(self) -> None:
         if "off" not in self.modes:
             raise SessionsError("a speculation sweep needs the 'off' mode: speedups are measured against it")
-        if any(b < 1 for b in self.batch_sizes) or self.requests_per_slot < 1 or self.max_tokens < 1:
-            raise SessionsError("batch sizes, --requests-per-slot and --max-tokens must be at least 1")
+        if any(b < 1 for b in self.batch_sizes) or min(self.requests_per_slot, self.max_tokens, self.repeats) < 1:
+            raise SessionsError("batch sizes, --requests-per-slot, --max-tokens and --repeats must be at least 1")
 
 
 @dataclass(slots=True)
@@ -47,6 +50,7 @@ class Cell:
     identical_to_off: bool | None = None
     policy_reason: str | None = None
     speedup: float | None = None
+    throughputs: list[float] = field(default_factory=list)  # every repeat's, in run order
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -67,7 +71,8 @@ def _cell_dict(c: Cell) -> dict[str, Any]:
     return {"workload": c.workload, "batch_size": c.batch_size, "speculation": c.speculation, "run_id": c.run_id,
             "output_throughput": c.output_throughput, "speedup": c.speedup, "spec_draft_tokens": c.spec_draft_tokens,
             "spec_accepted_tokens": c.spec_accepted_tokens, "acceptance_rate": c.acceptance_rate,
-            "identical_to_off": c.identical_to_off, "policy_reason": c.policy_reason}
+            "identical_to_off": c.identical_to_off, "policy_reason": c.policy_reason,
+            "throughputs": c.throughputs}
 
 
 def crossover(cells: list[Cell]) -> dict[str, dict[str, Any]]:
@@ -105,25 +110,39 @@ def run_sweep(engine: Engine, store: Store, cfg: SweepConfig, progress: Progress
     try:
         for w in cfg.workloads:
             for b in cfg.batch_sizes:
-                off: Cell | None = None
-                off_tokens: list[list[int]] | None = None
-                for mode in cfg.modes:
-                    if progress:
-                        progress(f"{w} batch {b} speculation {mode}")
-                    cell, tokens = _run_cell(engine, store, cfg, w, b, mode)
+                runs: dict[str, list[tuple[Cell, list[list[int]]]]] = {m: [] for m in cfg.modes}
+                for rep in range(cfg.repeats):
+                    for mode in cfg.modes:
+                        if progress:
+                            progress(f"{w} batch {b} speculation {mode}"
+                                     + (f" (repeat {rep + 1}/{cfg.repeats})" if cfg.repeats > 1 else ""))
+                        runs[mode].append(_run_cell(engine, store, cfg, w, b, mode))
+                cells = {m: _merge(r) for m, r in runs.items()}
+                off = cells.get("off")
+                off_tokens = runs["off"][0][1] if "off" in runs else None
+                for mode, cell in cells.items():
                     if mode == "off":
-                        off, off_tokens = cell, tokens
+                        cell.speedup = 1.0
                     elif off is not None:
-                        cell.identical_to_off = tokens == off_tokens
+                        cell.identical_to_off = all(tokens == off_tokens for _, tokens in runs[mode])
                         if cell.output_throughput and off.output_throughput:
                             cell.speedup = cell.output_throughput / off.output_throughput
                     result.cells.append(cell)
-                if off is not None:
-                    off.speedup = 1.0
     finally:
         backend.set_speculation(getattr(backend, "speculation_mode", "off"))
         _store(store, result)
     return result
+
+
+def _merge(runs: list[tuple[Cell, list[list[int]]]]) -> Cell:
+    """One cell from its repeats: the median run's throughput and run id, summed draft counts."""
+    cells = [c for c, _ in runs]
+    ranked = sorted(cells, key=lambda c: c.output_throughput or 0.0)
+    mid = ranked[(len(ranked) - 1) // 2]
+    return Cell(mid.workload, mid.batch_size, mid.speculation, mid.run_id, mid.output_throughput,
+                sum(c.spec_draft_tokens for c in cells), sum(c.spec_accepted_tokens for c in cells),
+                sum(c.spec_verify_steps for c in cells), policy_reason=cells[-1].policy_reason,
+                throughputs=[c.output_throughput or 0.0 for c in cells])
 
 
 def _warm_params():

@@ -26,13 +26,14 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--requests-per-slot", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=1)
     a = ap.parse_args()
     from engine import Engine
     from sessions.spec_sweep import SweepConfig, run_sweep
     from sessions.store import Store
 
     cfg = SweepConfig(tuple(a.workloads.split(",")), tuple(int(x) for x in a.batches.split(",")),
-                      tuple(a.modes.split(",")), a.requests_per_slot, a.max_tokens)
+                      tuple(a.modes.split(",")), a.requests_per_slot, a.max_tokens, repeats=a.repeats)
     if a.quick:
         cfg.batch_sizes, cfg.requests_per_slot, cfg.max_tokens = (1, 8), 1, 24
     t0 = time.time()

@@ -53,3 +53,20 @@ def test_spec_sweep_quick_stores_cells_and_reports_crossover(wb, db_path, tiny_m
 def test_spec_sweep_bad_options_are_one_line(wb, db_path, tiny_model):
     r = wb("--db", db_path, "--model", str(tiny_model), "spec", "sweep", "--modes", "ngram,auto")
     assert r.returncode == 2 and "needs the 'off' mode" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_spec_sweep_repeats_interleave_modes_and_report_the_median(wb, db_path, tiny_model):
+    r = wb("--db", db_path, "--model", str(tiny_model), "spec", "sweep", "--quick", "--workloads", "json",
+           "--modes", "off,auto", "--repeats", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    cells = json.loads(r.stdout)["cells"]
+    assert len(cells) == 4  # 1 workload x batch 1, 2 x 2 modes: repeats merge into one cell each
+    for c in cells:
+        assert len(c["throughputs"]) == 3 and c["output_throughput"] == sorted(c["throughputs"])[1]
+    import duckdb
+
+    con = duckdb.connect(db_path, read_only=True)
+    assert con.execute("SELECT count(*) FROM bench_runs WHERE workload = 'json'").fetchone()[0] == 12
+    con.close()
+    r = wb("--db", db_path, "--model", str(tiny_model), "spec", "sweep", "--repeats", "0")
+    assert r.returncode == 2 and "--repeats" in r.stderr and "Traceback" not in r.stderr

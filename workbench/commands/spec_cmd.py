@@ -28,6 +28,8 @@ def add_sweep_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--draft", metavar="MODEL", default=None, help="draft model with the target's tokenizer")
     s.add_argument("--requests-per-slot", type=int, default=2, metavar="N", help="requests per cell = batch size x N (default 2)")
     s.add_argument("--max-tokens", type=int, default=64, metavar="N")
+    s.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="run each workload x batch N times, modes interleaved; cells report the median (default 1)")
     s.add_argument("--quick", action="store_true", help="a small grid (batch 1,2; 1 request per slot; 12 tokens)")
     s.add_argument("--json", action="store_true", help="print the cells and crossovers as JSON")
 
@@ -39,6 +41,11 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise CliError(f"--{what} takes comma-separated integers, e.g. 1,8,32") from None
+
+
+def _repeats(args: argparse.Namespace) -> int:
+    n = getattr(args, "repeats", None)  # `bench --speculation-sweep` has no --repeats
+    return 1 if n is None else n
 
 
 def sweep_from_bench(args: argparse.Namespace) -> int:
@@ -58,7 +65,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
     cfg = SweepConfig(tuple(w.strip() for w in args.workloads.split(",") if w.strip()),
                       _ints(args.batch_sizes, "batch-sizes"), tuple(m.strip() for m in args.modes.split(",") if m.strip()),
-                      args.requests_per_slot, args.max_tokens)
+                      args.requests_per_slot, args.max_tokens, repeats=_repeats(args))
     if args.quick:
         cfg.batch_sizes, cfg.requests_per_slot, cfg.max_tokens = (1, 2), 1, 12
     cfg.check()
