@@ -1,5 +1,5 @@
 """When to speculate: per step, how many draft tokens each sequence gets, from costs measured online
-(plain step, verify cost per draft token, draft cost, by batch size; EWMAs) and each request's acceptance."""
+(step time by the number of rows in the forward pass, draft cost; EWMAs) and each request's acceptance."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -71,6 +71,12 @@ class PositionSurvival:
         return self.passed[j] / self.reached[j] if j < len(self.reached) else 0.5
 
 
+def rows_bucket(rows: int) -> int:
+    """Rows in a forward pass, exact up to 16, then in eights: step time is not linear in them (a
+    CPU GEMM costs about the same for 9 rows as for 16, twice as much as for one)."""
+    return rows if rows <= 16 else 16 + 8 * -(-(rows - 16) // 8)
+
+
 def bucket(batch_size: int) -> int:
     """Batch sizes 1, 2, 3-4, 5-8, ...: costs are learned per power-of-two bucket."""
     return 1 << max(0, batch_size - 1).bit_length()
@@ -92,8 +98,8 @@ class SpecPolicy:
 
     mode: str = "auto"
     k_max: int = 8
-    plain: dict[int, Ewma] = field(default_factory=dict)  # bucket -> seconds of a plain decode step
-    extra: dict[int, Ewma] = field(default_factory=dict)  # bucket -> extra seconds per draft token verified
+    plain: dict[int, Ewma] = field(default_factory=dict)  # batch bucket -> a plain decode step (freshness)
+    rows: dict[int, Ewma] = field(default_factory=dict)  # rows bucket -> seconds of a decode-only forward
     draft: dict[int, Ewma] = field(default_factory=dict)  # bucket -> seconds of one draft pass (model drafters)
     acceptance: dict[str, Acceptance] = field(default_factory=dict)
     survival: PositionSurvival = field(default_factory=PositionSurvival)
@@ -120,30 +126,65 @@ class SpecPolicy:
         if plain is None or self.steps - plain.at_step > PLAIN_REFRESH_STEPS:
             self._set("off", 0, f"measuring a plain step at batch {batch_size}")
             return {}
-        extra = self.extra.get(b)
-        if extra is None or (model_drafter and b not in self.draft):
-            # probe: two best sequences, a few drafts, so a losing probe costs little
-            probe = sorted(cands, key=lambda c: -self._alpha(c[0]))[:2]
-            k = min(3, self.k_max)
-            self._set("on", k, f"measuring the verify cost at batch {batch_size}")
-            return {seq.seq_id: min(cap, k) for seq, cap in probe}
-        return self._best(cands, batch_size, plain.value, extra.value,
-                          self.draft[b].value if model_drafter else 0.0)
+        probe = self._probe(cands, batch_size)
+        if probe is not None or (model_drafter and b not in self.draft):
+            # a few sequences, a k whose cost is not known yet: a losing probe costs one step
+            k = probe or min(3, self.k_max)
+            ranked = sorted(cands, key=lambda c: -self._alpha(c[0]))[:2]
+            self._set("on", k, f"measuring the verify cost at batch {batch_size} with k={k}")
+            return {seq.seq_id: min(cap, k) for seq, cap in ranked}
+        return self._best(cands, batch_size, self.draft[b].value if model_drafter else 0.0)
 
-    def _best(self, cands, batch_size: int, t_plain: float, t_extra: float, t_draft: float) -> dict[str, int]:
+    def _probe(self, cands: list[tuple[Any, int]], batch_size: int) -> int | None:
+        """A k to try when the cost of verifying that many drafts lies beyond every measured step
+        (extrapolation, not interpolation): the curve is learned at a few points (k_max // 4,
+        k_max // 2, k_max, for the two best sequences)."""
+        top = max(self.rows, default=0)
+        best2 = sorted(cands, key=lambda c: -self._alpha(c[0]))[:2]
+        for k in sorted({max(1, self.k_max // 4), max(1, self.k_max // 2), self.k_max}):
+            drafts = sum(min(k, cap) for _, cap in best2)
+            if drafts and rows_bucket(batch_size + drafts) > top:
+                return k
+        return None
+
+    def step_time(self, rows: int) -> float:
+        """Predicted seconds of a decode-only forward over `rows` rows: the measured bucket, else
+        linear between the nearest measured ones (flat below, the last slope above)."""
+        pts = sorted((m, e.value) for m, e in self.rows.items())
+        if not pts:
+            return 0.0
+        key = rows_bucket(rows)
+        for m, t in pts:
+            if m == key:
+                return t
+        below = [p for p in pts if p[0] < key]
+        above = [p for p in pts if p[0] > key]
+        if below and above:
+            (m0, t0), (m1, t1) = below[-1], above[0]
+            return t0 + (t1 - t0) * (key - m0) / (m1 - m0)
+        if above:
+            return above[0][1]
+        if len(below) >= 2:
+            (m0, t0), (m1, t1) = below[-2], below[-1]
+            return t1 + max(0.0, (t1 - t0) / (m1 - m0)) * (key - m1)
+        return below[-1][1] * key / below[-1][0]
+
+    def _best(self, cands, batch_size: int, t_draft: float) -> dict[str, int]:
         ranked = sorted(cands, key=lambda c: -self._alpha(c[0]))
+        t_plain = self.step_time(batch_size)
         base_rate = batch_size / t_plain
-        best = (base_rate, 0, 0)
+        best = (base_rate, 0, 0, t_plain)
         for k in range(1, self.k_max + 1):
             gain = drafts = 0.0
             for n, (seq, cap) in enumerate(ranked, 1):
                 kk = min(k, cap)
                 gain += expected_accepted(self._alpha(seq), kk, self.survival)
                 drafts += kk
-                rate = (batch_size + gain) / (t_plain + drafts * max(t_extra, 0.0) + k * t_draft)
+                t = self.step_time(batch_size + int(drafts)) + k * t_draft
+                rate = (batch_size + gain) / t
                 if rate > best[0]:
-                    best = (rate, k, n)
-        rate, k, n = best
+                    best = (rate, k, n, t)
+        rate, k, n, t = best
         for seq, _ in ranked[n:]:  # not drafting: drift back toward the prior, so it is tried again
             acc = self.acceptance.get(seq.seq_id)
             if acc is not None:
@@ -151,12 +192,11 @@ class SpecPolicy:
         speedup = rate / base_rate
         if k == 0 or speedup < 1 + MARGIN:
             self._set("off", 0, f"predicted {speedup:.2f}x at batch {batch_size}: plain step {t_plain * 1e3:.1f} ms, "
-                                f"+{t_extra * 1e3:.2f} ms per draft token, first-draft acceptance "
-                                f"{max(self._alpha(s) for s, _ in cands):.2f} at best", speedup)
+                                f"first-draft acceptance {max(self._alpha(s) for s, _ in cands):.2f} at best", speedup)
             return {}
         self._set("on", k, f"predicted {speedup:.2f}x at batch {batch_size} with k={k} for {n} of {len(cands)} "
-                           f"sequences: plain step {t_plain * 1e3:.1f} ms, +{t_extra * 1e3:.2f} ms per draft token"
-                           + (f", draft pass {t_draft * 1e3:.1f} ms" if t_draft else ""), speedup)
+                           f"sequences: plain step {t_plain * 1e3:.1f} ms, with the drafts {t * 1e3:.1f} ms"
+                           + (f" (draft passes {k * t_draft * 1e3:.1f} ms)" if t_draft else ""), speedup)
         return {seq.seq_id: min(k, cap) for seq, cap in ranked[:n]}
 
     def _alpha(self, seq) -> float:
@@ -177,12 +217,10 @@ class SpecPolicy:
         """A decode-only step (no prefill rows): forward_s covers the forward pass and sampling or
         verification; draft_s the model drafter's passes, if any."""
         b = bucket(batch_size)
+        self.rows.setdefault(rows_bucket(batch_size + draft_tokens), Ewma()).add(forward_s, self.steps)
         if draft_tokens == 0:
             self.plain.setdefault(b, Ewma()).add(forward_s, self.steps)
             return
-        plain = self.plain.get(b)
-        if plain is not None:
-            self.extra.setdefault(b, Ewma()).add((forward_s - plain.value) / draft_tokens, self.steps)
         if draft_passes:
             self.draft.setdefault(b, Ewma()).add(draft_s / draft_passes, self.steps)
 
@@ -203,10 +241,7 @@ class SpecPolicy:
             "spec_predicted_speedup": self.predicted_speedup,
             "speculation_last_decision": self.last_decision,
             "spec_draft_survival": [round(self.survival.cond(j), 3) for j in range(1, len(self.survival.reached))],
-            "spec_costs_ms": {
-                str(b): {"plain_step": e.value * 1e3,
-                         "per_draft_token": self.extra[b].value * 1e3 if b in self.extra else None,
-                         "draft_pass": self.draft[b].value * 1e3 if b in self.draft else None}
-                for b, e in sorted(self.plain.items())
-            },
+            # decode-only forward time by rows (batch + drafts), and model drafters' pass by batch
+            "spec_step_ms_by_rows": {str(m): e.value * 1e3 for m, e in sorted(self.rows.items())},
+            "spec_draft_pass_ms": {str(b): e.value * 1e3 for b, e in sorted(self.draft.items())},
         }

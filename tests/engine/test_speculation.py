@@ -139,6 +139,18 @@ class S:
         self.seq_id = sid
 
 
+def settle(pol: SpecPolicy, cands, batch: int, cost) -> tuple[dict, int]:
+    """Plan steps until the policy stops measuring, feeding it step times from cost(rows).
+    Returns the first real plan and how many measuring steps it took."""
+    for n in range(12):
+        got = pol.plan(cands, batch, False)
+        if "measuring" not in pol.reason:
+            return got, n
+        drafts = sum(got.values())
+        pol.observe_step(batch, cost(batch + drafts), drafts, 0.0, 0)
+    raise AssertionError(f"still measuring: {pol.reason}")
+
+
 def test_auto_policy_drafts_when_it_pays_and_stops_when_it_does_not():
     pol = SpecPolicy("auto", k_max=6)
     seqs = [S(f"r{i}") for i in range(8)]
@@ -146,19 +158,28 @@ def test_auto_policy_drafts_when_it_pays_and_stops_when_it_does_not():
         for _ in range(6):
             pol.observe_acceptance(s.seq_id, 4, 4)  # a copying request: high acceptance
     assert pol.plan([(seqs[0], 6)], 1, False) == {} and "plain step" in pol.reason
-    pol.observe_step(1, 0.100, 0, 0.0, 0)
-    probe = pol.plan([(seqs[0], 6)], 1, False)
-    assert probe and "verify cost" in pol.reason
-    pol.observe_step(1, 0.100 + 3 * 0.004, 3, 0.0, 0)  # verify: +4 ms per draft token
-    got = pol.plan([(seqs[0], 6)], 1, False)
+    cheap = lambda rows: 0.100 + 0.004 * (rows - 1)  # noqa: E731  verify: +4 ms per draft token
+    got, probes = settle(pol, [(seqs[0], 6)], 1, cheap)
+    assert 2 <= probes <= 4  # the plain step, then up to three verify costs
     assert pol.decision == "on" and got["r0"] >= 3 and pol.predicted_speedup > 1.8
     # batch 8: a verify token costs as much as a whole plain step -> off, with the reason
-    pol.observe_step(8, 0.120, 0, 0.0, 0)
-    pol.plan([(s, 6) for s in seqs], 8, False)
-    pol.observe_step(8, 0.120 + 6 * 0.12, 6, 0.0, 0)
-    assert pol.plan([(s, 6) for s in seqs], 8, False) == {}
-    assert pol.decision == "off" and "predicted" in pol.reason and "at batch 8" in pol.reason
+    dear = lambda rows: 0.120 * (1 + (rows - 8))  # noqa: E731
+    got, _ = settle(pol, [(s, 6) for s in seqs], 8, dear)
+    assert got == {} and pol.decision == "off" and "predicted" in pol.reason and "at batch 8" in pol.reason
     assert expected_accepted(0.5, 2) == pytest.approx(0.75)
+
+
+def test_policy_learns_a_step_time_curve_that_is_not_linear():
+    """On a CPU a GEMM over 9 rows costs about what 16 rows cost: the policy predicts by
+    interpolating measured points, not by a per-draft-token constant."""
+    pol = SpecPolicy("auto", k_max=8)
+    for rows, ms in ((1, 20), (3, 38), (9, 52), (16, 54)):
+        pol.observe_step(1, ms / 1e3, rows - 1, 0.0, 0)
+    assert pol.step_time(1) == pytest.approx(0.020)
+    assert pol.step_time(12) == pytest.approx(0.052 + (0.054 - 0.052) * 3 / 7)
+    assert pol.step_time(24) == pytest.approx(0.054 + 8 * (0.054 - 0.052) / 7)  # the last slope on
+    assert 0.038 < pol.step_time(5) < 0.052
+    assert pol.to_dict()["spec_step_ms_by_rows"]["9"] == pytest.approx(52)
 
 
 def test_policy_values_long_drafts_when_accepted_drafts_come_in_runs():
@@ -171,10 +192,9 @@ def test_policy_values_long_drafts_when_accepted_drafts_come_in_runs():
     assert pol.survival.cond(1) > 0.95 and pol.survival.cond(7) > 0.95
     first = pol._alpha(s)
     assert expected_accepted(first, 8, pol.survival) > 3 * expected_accepted(0.5, 8) / 2
+    pol.plan([(s, 8)], 1, False)
     pol.observe_step(1, 0.040, 0, 0.0, 0)
-    pol.plan([(s, 8)], 1, False)  # probe
-    pol.observe_step(1, 0.040 + 3 * 0.004, 3, 0.0, 0)
-    got = pol.plan([(s, 8)], 1, False)
+    got, _ = settle(pol, [(s, 8)], 1, lambda rows: 0.040 + 0.004 * (rows - 1))
     assert got == {"r": 8} and pol.decision == "on"
     assert pol.to_dict()["spec_draft_survival"][0] > 0.95
 
