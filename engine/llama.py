@@ -114,6 +114,13 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * x32.to(dtype)
 
 
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, pack: torch.Tensor | None) -> torch.Tensor:
+    """F.linear, or the same GEMM on w prepacked for x's row count (no packing per call)."""
+    if pack is None:
+        return F.linear(x, w, b)
+    return torch.ops.mkl._mkl_linear(x, pack, w, b, x.shape[0])
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -184,6 +191,9 @@ class LlamaForCausalLM(nn.Module):
         self.register_buffer("rope_cos", torch.empty(max_positions, cfg.head_dim), persistent=False)
         self.register_buffer("rope_sin", torch.empty(max_positions, cfg.head_dim), persistent=False)  # signed
         self._flat: list[tuple] | None = None  # per-layer parameter tuples, read by forward()
+        # CPU: weights prepacked for the BLAS GEMM at one row count (a speculative verify step's),
+        # which then skips packing every weight on every call: (rows, per-layer packs, LM head's)
+        self._packed: tuple[int, list[tuple], torch.Tensor] | None = None
 
     def tie_weights(self) -> None:
         if self.cfg.tie_word_embeddings:
@@ -210,42 +220,67 @@ class LlamaForCausalLM(nn.Module):
             else:
                 p.normal_(0.0, std, generator=gen)
 
+    def pack_weights_for_rows(self, rows: int) -> bool:
+        """Prepack every linear weight for MKL's GEMM at exactly `rows` rows (CPU fp32 with MKL;
+        one more copy of the weights in memory). A 9-row GEMM then costs ~two thirds of an
+        unpacked one on a CPU (on SmolLM2's shapes, the same bits). Returns whether it packed."""
+        w = self.embed_tokens.weight
+        if w.device.type != "cpu" or w.dtype != torch.float32 or not hasattr(torch.ops.mkl, "_mkl_linear"):
+            return False
+        if self._packed is not None and self._packed[0] == rows:
+            return True
+        pack = torch.ops.mkl._mkl_reorder_linear_weight
+        with torch.no_grad():
+            layers = [(pack(a.qkv_proj.weight, rows), pack(a.o_proj.weight, rows), pack(m.gate_up_proj.weight, rows),
+                       pack(m.down_proj.weight, rows))
+                      for a, m in ((layer.self_attn, layer.mlp) for layer in self.layers)]
+            self._packed = (rows, layers, pack(self.lm_head.weight, rows))
+        return True
+
     def forward(self, input_ids, positions, kv_cache, meta: AttentionMetadata, num_layers: int | None = None) -> torch.Tensor:
         """Hidden states after the final norm for every packed token: [T, hidden]. One flat loop
         over plain tensor ops (no module calls): at batch 1 on a CPU the step is per-op overhead
         as much as weight reads. num_layers < all: self-speculation's draft pass, which writes the
         same keys and values those layers write in the full pass."""
-        c = self.cfg
         if self._flat is None:
             self._flat = [layer.flat() for layer in self.layers]
-        heads, kvh, d, eps, inter = c.num_heads, c.num_kv_heads, c.head_dim, c.rms_norm_eps, c.intermediate_size
-        q_size, qk_size, scale = heads * d, (heads + kvh) * d, d**-0.5
         x = self.embed_tokens(input_ids)
         t = x.shape[0]
         cos = self.rope_cos.index_select(0, positions).to(x.dtype).unsqueeze(1)
         sin = self.rope_sin.index_select(0, positions).to(x.dtype).unsqueeze(1)
         k_caches, v_caches = kv_cache[0].unbind(0), kv_cache[1].unbind(0)
-        for i, (w_in, w_qkv, b_qkv, w_o, q_norm, k_norm, w_post, w_gate_up, w_down) in enumerate(self._flat[:num_layers]):
-            qkv = F.linear(rms_norm(x, w_in, eps), w_qkv, b_qkv)
-            if q_norm is None:  # q and k side by side are one [T, heads + kv_heads, d] view: rotate once
-                qk = apply_rope(qkv[:, :qk_size].view(t, -1, d), cos, sin)
-                q, k = qk[:, :heads], qk[:, heads:]
-            else:
-                q = apply_rope(q_norm(qkv[:, :q_size].view(t, heads, d)), cos, sin)
-                k = apply_rope(k_norm(qkv[:, q_size:qk_size].view(t, kvh, d)), cos, sin)
-            v = qkv[:, qk_size:].view(t, kvh, d)
-            store_kv(k, v, k_caches[i], v_caches[i], meta.slot_mapping)
-            o = paged_attention(q, k, v, k_caches[i], v_caches[i], meta, scale)
-            # residual adds land in the fresh sublayer outputs (a + b == b + a, bit for bit)
-            h = F.linear(o.reshape(t, q_size), w_o)
-            h += x
-            gate_up = F.linear(rms_norm(h, w_post, eps), w_gate_up)
-            x = F.linear(F.silu(gate_up[:, :inter]).mul_(gate_up[:, inter:]), w_down)
-            x += h
+        packed = self._packed[1] if self._packed is not None and self._packed[0] == t else None
+        for i in range(len(self._flat) if num_layers is None else num_layers):
+            x = self._layer(x, i, packed[i] if packed is not None else None, cos, sin, k_caches[i], v_caches[i], meta)
         return self.norm(x)
 
+    def _layer(self, x, i: int, packs: tuple | None, cos, sin, k_cache, v_cache, meta: AttentionMetadata):
+        c = self.cfg
+        w_in, w_qkv, b_qkv, w_o, q_norm, k_norm, w_post, w_gate_up, w_down = self._flat[i]
+        heads, kvh, d, eps, inter = c.num_heads, c.num_kv_heads, c.head_dim, c.rms_norm_eps, c.intermediate_size
+        q_size, qk_size, t = heads * d, (heads + kvh) * d, x.shape[0]
+        p_qkv, p_o, p_gate_up, p_down = packs or (None, None, None, None)
+        qkv = _linear(rms_norm(x, w_in, eps), w_qkv, b_qkv, p_qkv)
+        if q_norm is None:  # q and k side by side are one [T, heads + kv_heads, d] view: rotate once
+            qk = apply_rope(qkv[:, :qk_size].view(t, -1, d), cos, sin)
+            q, k = qk[:, :heads], qk[:, heads:]
+        else:
+            q = apply_rope(q_norm(qkv[:, :q_size].view(t, heads, d)), cos, sin)
+            k = apply_rope(k_norm(qkv[:, q_size:qk_size].view(t, kvh, d)), cos, sin)
+        v = qkv[:, qk_size:].view(t, kvh, d)
+        store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+        o = paged_attention(q, k, v, k_cache, v_cache, meta, d**-0.5)
+        # residual adds land in the fresh sublayer outputs (a + b == b + a, bit for bit)
+        h = _linear(o.reshape(t, q_size), w_o, None, p_o)
+        h += x
+        gate_up = _linear(rms_norm(h, w_post, eps), w_gate_up, None, p_gate_up)
+        out = _linear(F.silu(gate_up[:, :inter]).mul_(gate_up[:, inter:]), w_down, None, p_down)
+        out += h
+        return out
+
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(hidden).float()
+        pack = self._packed[2] if self._packed is not None and self._packed[0] == hidden.shape[0] else None
+        return _linear(hidden, self.lm_head.weight, None, pack).float()
 
     def load_hf_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
         """Copy a transformers-named state dict in, fusing q/k/v and gate/up as it goes."""

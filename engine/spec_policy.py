@@ -31,7 +31,7 @@ class Acceptance:
 
     decay: float = 0.9
     counts: list[list[float]] = field(default_factory=lambda: [[0.0, 0.0], [0.0, 0.0]])
-    in_run: int = 0  # 1: the last verify accepted all its drafts
+    in_run: int = 0  # 1: the last verify accepted all its drafts (two or more)
 
     def rate(self, state: int | None = None, prior: float = 0.5, weight: float = 2.0) -> float:
         hit, miss = self.counts[self.in_run if state is None else state]
@@ -41,7 +41,7 @@ class Acceptance:
         c = self.counts[self.in_run if state is None else state]
         c[0] = self.decay * c[0] + (a >= 1)
         c[1] = self.decay * c[1] + (a == 0)
-        self.in_run = int(a == k)
+        self.in_run = int(a == k >= 2)  # one accepted draft is not yet a run
 
     def drift(self) -> None:
         """Not drafting: forget a little, so that the request is tried again."""

@@ -25,6 +25,9 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bf
            "float16": torch.float16, "fp16": torch.float16}
 
 
+PACK_MAX_BYTES = 2 * 1024**3  # prepacking keeps a second copy of the weights: small models only
+
+
 def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -159,6 +162,9 @@ class TorchBackend(Backend):
             n = self_layers or max(1, self.cfg.num_layers // 4)
             proposer = SelfDrafter(self.runner, min(n, self.cfg.num_layers))
         k = k_max or (8 if kind == "ngram" else 4)
+        if self.device.type == "cpu" and _weight_bytes(self.model) <= PACK_MAX_BYTES:
+            # a batch-1 verify step runs k + 1 rows: GEMMs on prepacked weights make it cheaper
+            self.model.pack_weights_for_rows(k + 1)
         self.speculator = Speculator(mode, proposer, SpecPolicy(mode, k), self.context_window)
 
     def _draft_model_drafter(self):

@@ -74,3 +74,32 @@ def test_disabled_kernel_says_why(monkeypatch):
     monkeypatch.setenv(cpu_kernels.DISABLE_ENV, "0")
     assert cpu_kernels.paged_attention_kernel() is None
     assert "WORKBENCH_CPU_KERNELS=0" in cpu_kernels.kernel_status()
+
+
+def test_weights_prepacked_for_a_row_count_give_the_same_logits():
+    """The verify-step GEMMs on prepacked weights compute what the plain GEMMs compute (to float
+    rounding: the BLAS may pick another micro-kernel), and only for that row count."""
+    from engine.attention import AttentionMetadata, PrefillChunk
+    from engine.llama import LlamaForCausalLM, ModelConfig
+
+    cfg = ModelConfig("llama", 300, 64, 128, 2, 4, 2, 16, 1e-5, 10000.0, 256, False)
+    model = LlamaForCausalLM(cfg, 256).eval()
+    model.init_random(std=0.2)
+    model.init_rope("cpu")
+    if not model.pack_weights_for_rows(5):
+        pytest.skip("this torch has no MKL prepacked GEMM")
+    ids, pos = torch.tensor([5, 9, 77, 3, 200]), torch.arange(5)
+
+    def run(packed: bool) -> torch.Tensor:
+        saved = model._packed
+        model._packed = saved if packed else None
+        kv = tuple(torch.zeros(2, 2, 4, 4, 16) for _ in range(2))
+        meta = AttentionMetadata(slot_mapping=pos, prefills=[PrefillChunk(0, 5, 5, None)])
+        with torch.inference_mode():
+            out = model.compute_logits(model(ids, pos, kv, meta))
+        model._packed = saved
+        return out
+
+    packed, plain = run(True), run(False)
+    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+    assert torch.equal(packed.argmax(-1), plain.argmax(-1))
