@@ -137,6 +137,7 @@ class TorchBackend(Backend):
         self._last_roofline: float | None = None
         self.speculator = None
         self._drafters: dict[str, Any] = {}  # built once, kept across set_speculation()
+        self._step_costs: dict = {}  # SpecPolicy.rows, kept across set_speculation()
 
     # ---- speculative decoding ----
     def set_speculation(self, mode: str, *, k_max: int | None = None, self_layers: int | None = None,
@@ -165,7 +166,11 @@ class TorchBackend(Backend):
         if self.device.type == "cpu" and _weight_bytes(self.model) <= PACK_MAX_BYTES:
             # a batch-1 verify step runs k + 1 rows: GEMMs on prepacked weights make it cheaper
             self.model.pack_weights_for_rows(k + 1)
-        self.speculator = Speculator(mode, proposer, SpecPolicy(mode, k), self.context_window)
+        policy = SpecPolicy(mode, k)
+        # step times by rows are the hardware's and the model's, not the workload's: a policy
+        # after a switch starts from what the last one measured (the plain step is re-measured)
+        policy.rows = self._step_costs
+        self.speculator = Speculator(mode, proposer, policy, self.context_window)
 
     def _draft_model_drafter(self):
         from engine.model_source import resolve_model

@@ -328,3 +328,14 @@ def test_bad_speculation_options_are_one_clear_error(tiny_dir):
         backend(tiny_dir, speculation="turbo")
     with pytest.raises(EngineError, match="does not use a draft"):
         backend(tiny_dir, speculation="ngram", draft=str(tiny_dir))
+
+
+def test_measured_step_costs_survive_a_speculation_switch(tiny_dir):
+    b = backend(tiny_dir, speculation="auto")
+    b.speculator.policy.observe_step(1, 0.02, 0, 0.0, 0)
+    b.speculator.policy.observe_step(1, 0.03, 8, 0.0, 0)
+    b.set_speculation("off")
+    b.set_speculation("auto")
+    pol = b.speculator.policy
+    assert sorted(pol.rows) == [1, 9] and pol.step_time(9) == pytest.approx(0.03)
+    assert pol.plan([(S("r"), 8)], 1, False) == {} and "plain step" in pol.reason  # re-measured first

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 WORKLOADS_HELP = "chat, mixed, code-edit, json, or trace (replay a stored agent trace)"
 
@@ -57,31 +56,18 @@ def _engine(args: argparse.Namespace):
                        api_key=key, endpoint=args.endpoint)
 
 
-class ProgressBar:
-    """One line on stderr, redrawn at most 10 times a second; silent when stderr is not a TTY."""
+def bench_progress():
+    """run_bench's progress callback: requests done and in flight, on one redrawn line."""
+    from workbench.progress import ProgressLine
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self.start = time.monotonic()
-        self._last = 0.0
+    line = ProgressLine()
 
-    def __call__(self, finished: int, submitted: int, total: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self._last < 0.1 and finished < total):
-            return
-        self._last = now
-        width = 30
-        done = int(width * finished / max(total, 1))
-        rate = finished / (now - self.start) if now > self.start else 0.0
-        self.stream.write(f"\r[{'#' * done}{'.' * (width - done)}] {finished}/{total} done, "
-                          f"{submitted - finished} in flight, {rate:.1f} req/s ")
-        self.stream.flush()
+    def show(finished: int, submitted: int, total: int) -> None:
+        rate = finished / line.elapsed if line.elapsed > 0 else 0.0
+        line.draw(finished, total, after=f" {finished}/{total} done, {submitted - finished} in flight, {rate:.1f} req/s")
 
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+    show.close = line.close
+    return show
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         store.close()
         raise
-    bar = ProgressBar()
+    bar = bench_progress()
     try:
         from sessions.bench import run_bench
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024  # files smaller than this import before a bar would help
 
@@ -49,31 +48,7 @@ def register(sub, common) -> None:
 # ---- import ----
 
 
-class _Progress:
-    """A one-line bar on stderr, only when stderr is a terminal and the file is large."""
-
-    def __init__(self, label: str, enabled: bool):
-        self.label = label
-        self.enabled = enabled
-        self._last = 0.0
-
-    def update(self, stage: str, done: float, total: float) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self._last < 0.1 and done < total):
-            return
-        self._last = now
-        frac = 0.0 if total <= 0 else min(1.0, done / total)
-        bar = "#" * int(frac * 30)
-        sys.stderr.write(f"\r{self.label} {stage:<8} [{bar:<30}] {frac * 100:5.1f}%")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
-def _read(path: str, progress: _Progress) -> bytes:
+def _read(path: str, show) -> bytes:
     from sessions.traces.importers import TraceImportError
 
     try:
@@ -83,7 +58,7 @@ def _read(path: str, progress: _Progress) -> bytes:
             while chunk := f.read(4 * 1024 * 1024):
                 chunks.append(chunk)
                 done += len(chunk)
-                progress.update("reading", done, size)
+                show("reading", done, size)
         return b"".join(chunks)
     except FileNotFoundError:
         raise TraceImportError(path, None, "no such file") from None
@@ -101,13 +76,20 @@ def import_one(store, path: str, fmt: str | None) -> dict:
         big = os.path.getsize(path) >= PROGRESS_MIN_BYTES
     except OSError:
         big = False
-    progress = _Progress(os.path.basename(path), big and sys.stderr.isatty())
+    from workbench.progress import ProgressLine
+
+    line = ProgressLine(enabled=big and sys.stderr.isatty())  # large files only: small ones are quick
+    label = os.path.basename(path)
+
+    def show(stage: str, done: float, total: float) -> None:
+        line.draw(done, total, before=f"{label} {stage:<8} ")
+
     try:
-        data = _read(path, progress)
-        parsed = parse_bytes(data, path, fmt, on_stage=lambda st: progress.update(st, 0, 1))
-        stored = save_parsed(store, parsed, on_rows=lambda d, t: progress.update("storing", d, t))
+        data = _read(path, show)
+        parsed = parse_bytes(data, path, fmt, on_stage=lambda st: show(st, 0, 1))
+        stored = save_parsed(store, parsed, on_rows=lambda d, t: show("storing", d, t))
     finally:
-        progress.close()
+        line.close(keep=False)
     return {"file": path, "format": stored.format, "trace_ids": stored.trace_ids, "new_trace_ids": stored.new_ids,
             "already_stored": [t for t in stored.trace_ids if t not in stored.new_ids],
             "has_timings": stored.has_timings, "spans": stored.spans, "bytes": parsed.size}
