@@ -147,10 +147,12 @@ class SpecPolicy:
                 return k
         return None
 
-    def step_time(self, rows: int) -> float:
+    def step_time(self, rows: int, pts: list[tuple[int, float]] | None = None) -> float:
         """Predicted seconds of a decode-only forward over `rows` rows: the measured bucket, else
-        linear between the nearest measured ones (flat below, the last slope above)."""
-        pts = sorted((m, e.value) for m, e in self.rows.items())
+        linear between the nearest measured ones (flat below, the last slope above). pts: the
+        measured points, sorted, when the caller asks for many predictions at once."""
+        if pts is None:
+            pts = sorted((m, e.value) for m, e in self.rows.items())
         if not pts:
             return 0.0
         key = rows_bucket(rows)
@@ -170,34 +172,36 @@ class SpecPolicy:
         return below[-1][1] * key / below[-1][0]
 
     def _best(self, cands, batch_size: int, t_draft: float) -> dict[str, int]:
-        ranked = sorted(cands, key=lambda c: -self._alpha(c[0]))
-        t_plain = self.step_time(batch_size)
+        # once per step, not in the k x sequences loop below: acceptances and the cost curve
+        ranked = sorted(((seq, cap, self._alpha(seq)) for seq, cap in cands), key=lambda c: -c[2])
+        pts = sorted((m, e.value) for m, e in self.rows.items())
+        t_plain = self.step_time(batch_size, pts)
         base_rate = batch_size / t_plain
         best = (base_rate, 0, 0, t_plain)
         for k in range(1, self.k_max + 1):
             gain = drafts = 0.0
-            for n, (seq, cap) in enumerate(ranked, 1):
+            for n, (seq, cap, alpha) in enumerate(ranked, 1):
                 kk = min(k, cap)
-                gain += expected_accepted(self._alpha(seq), kk, self.survival)
+                gain += expected_accepted(alpha, kk, self.survival)
                 drafts += kk
-                t = self.step_time(batch_size + int(drafts)) + k * t_draft
+                t = self.step_time(batch_size + int(drafts), pts) + k * t_draft
                 rate = (batch_size + gain) / t
                 if rate > best[0]:
                     best = (rate, k, n, t)
         rate, k, n, t = best
-        for seq, _ in ranked[n:]:  # not drafting: drift back toward the prior, so it is tried again
+        for seq, _, _ in ranked[n:]:  # not drafting: drift back toward the prior, so it is tried again
             acc = self.acceptance.get(seq.seq_id)
             if acc is not None:
                 acc.drift()
         speedup = rate / base_rate
         if k == 0 or speedup < 1 + MARGIN:
             self._set("off", 0, f"predicted {speedup:.2f}x at batch {batch_size}: plain step {t_plain * 1e3:.1f} ms, "
-                                f"first-draft acceptance {max(self._alpha(s) for s, _ in cands):.2f} at best", speedup)
+                                f"first-draft acceptance {ranked[0][2]:.2f} at best", speedup)
             return {}
         self._set("on", k, f"predicted {speedup:.2f}x at batch {batch_size} with k={k} for {n} of {len(cands)} "
                            f"sequences: plain step {t_plain * 1e3:.1f} ms, with the drafts {t * 1e3:.1f} ms"
                            + (f" (draft passes {k * t_draft * 1e3:.1f} ms)" if t_draft else ""), speedup)
-        return {seq.seq_id: min(k, cap) for seq, cap in ranked[:n]}
+        return {seq.seq_id: min(k, cap) for seq, cap, _ in ranked[:n]}
 
     def _alpha(self, seq) -> float:
         """P(the first draft of seq is accepted), in the state seq is in."""
