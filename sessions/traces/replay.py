@@ -136,5 +136,4 @@ def _replay_one(engine: Any, span: Span, msgs: list[dict[str, str]], sid: str, n
     r = handle.result()
     m = r.metrics
     return ReplayStep(n, span.span_id, r.request_id, ttft0, e2e0,
-                      None if m.ttft_s is None else m.ttft_s * 1e3, None if m.e2e_s is None else m.e2e_s * 1e3,
-                      m.prompt_tokens, m.output_tokens, original_out, r.finish_reason, r.error)
+                      m.ttft_ms, m.e2el_ms, m.prompt_tokens, m.output_tokens, original_out, r.finish_reason, r.error)
