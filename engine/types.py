@@ -4,12 +4,36 @@ Everything here is importable without torch or llama.cpp, so clients stay cheap 
 """
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 ChatMessage = dict[str, Any]
 Prompt = Union[str, list[ChatMessage]]
+
+
+def flatten_content(content: Any) -> str:
+    """Message content as text: a string, or the text of a list of content parts (OpenAI's, Anthropic's,
+    a trace format's), one part a line as vLLM joins them for a chat template; parts without text
+    (images, ...) add nothing."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        out = []
+        for part in content:
+            if isinstance(part, str):
+                out.append(part)
+            elif isinstance(part, dict):
+                t = part.get("text", part.get("content"))
+                if t is not None:
+                    out.append(t if isinstance(t, str) else flatten_content(t))
+        return "\n".join(out)
+    if isinstance(content, dict):
+        return flatten_content(content.get("text", content.get("content", json.dumps(content))))
+    return str(content)
 
 
 class EngineError(Exception):
