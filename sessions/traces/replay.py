@@ -3,7 +3,7 @@ at that point (tool results come from the trace, never re-executed) and recorded
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -31,7 +31,7 @@ class ReplayStep:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}
+        return asdict(self)
 
 
 @dataclass(slots=True)
