@@ -45,12 +45,10 @@ class ServeApp:
         if engine.spec is not None:
             names += [engine.spec.name, engine.spec.display_name]
         self.model_names = [n for i, n in enumerate(names) if n and n not in names[:i]]
-        self.rejected = 0
 
     def admit(self) -> None:
         # a bounded queue: answer 429 at once rather than pile up threads and memory
         if not self._slots.acquire(blocking=False):
-            self.rejected += 1
             raise ApiError(429, f"server is at capacity ({self.max_queue} requests queued or running); retry later",
                            "rate_limit_exceeded")
 

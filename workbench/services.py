@@ -45,7 +45,6 @@ class Turn:
     handle: Any = None  # engine RequestHandle; None when the cache answered
     hit: Any = None  # engine.semantic_cache.Hit (served, or audited when hit.audit)
     scope: Any = None  # engine.semantic_cache.CacheScope; None: not cacheable (sampled) or no cache
-    trimmed_tokens: int = 0  # what the live budget policy took out of the context
 
     @property
     def cached(self) -> bool:
@@ -197,7 +196,6 @@ class ChatService:
         call = LLMCall("live", 0, turn.messages, [], self.engine.model_name, params.max_tokens)
         plan = apply_policy(call, BudgetTokenizer.from_engine(self.engine), cfg)
         turn.messages = plan.messages
-        turn.trimmed_tokens = sum(a.tokens for a in plan.actions)
 
     def complete(self, turn: Turn):
         """Wait for the engine's reply and keep it in the semantic cache (an audited hit records
