@@ -26,11 +26,6 @@ def register(sub, common) -> None:
     p.add_argument("--api-key-env", metavar="NAME", default=None, help="with --backend openai: env var holding the API key")
     p.add_argument("--endpoint", choices=["chat", "completions"], default="chat", help="with --backend openai (default chat)")
     p.add_argument("--json", action="store_true", help="print the run's report JSON (as `report --format json`)")
-    # speculation sweep (workbench/commands/spec_cmd.py; same as `workbench spec sweep`)
-    p.add_argument("--speculation-sweep", action="store_true",
-                   help="grid of workloads x batch sizes (1,8,32) x speculation (off,ngram,draft,auto); torch backend")
-    p.add_argument("--draft", metavar="MODEL", default=None, help="with --speculation-sweep: a draft model")
-    p.add_argument("--quick", action="store_true", help="with --speculation-sweep: a small grid")
     p.set_defaults(func=run)
 
 
@@ -71,10 +66,6 @@ def bench_progress():
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.speculation_sweep:
-        from workbench.commands.spec_cmd import sweep_from_bench
-
-        return sweep_from_bench(args)
     from sessions.bench import BenchConfig
 
     cfg = BenchConfig(workload=args.workload, num_requests=args.requests, concurrency=args.concurrency,

@@ -43,21 +43,6 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         raise CliError(f"--{what} takes comma-separated integers, e.g. 1,8,32") from None
 
 
-def _repeats(args: argparse.Namespace) -> int:
-    n = getattr(args, "repeats", None)  # `bench --speculation-sweep` has no --repeats
-    return 1 if n is None else n
-
-
-def sweep_from_bench(args: argparse.Namespace) -> int:
-    """`workbench bench --speculation-sweep`: the same sweep, bench's own --max-tokens and --json."""
-    defaults = {"workloads": "chat,code-edit,json", "batch_sizes": "1,8,32", "modes": "off,ngram,draft,auto",
-                "requests_per_slot": 2}
-    for k, v in defaults.items():
-        if getattr(args, k, None) is None:
-            setattr(args, k, v)
-    return run_sweep_cmd(args)
-
-
 def run_sweep_cmd(args: argparse.Namespace) -> int:
     from sessions.spec_sweep import SweepConfig, run_sweep
     from workbench.cli import CliError
@@ -65,7 +50,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
     cfg = SweepConfig(tuple(w.strip() for w in args.workloads.split(",") if w.strip()),
                       _ints(args.batch_sizes, "batch-sizes"), tuple(m.strip() for m in args.modes.split(",") if m.strip()),
-                      args.requests_per_slot, args.max_tokens, repeats=_repeats(args))
+                      args.requests_per_slot, args.max_tokens, repeats=args.repeats)
     if args.quick:
         cfg.batch_sizes, cfg.requests_per_slot, cfg.max_tokens = (1, 2), 1, 12
     cfg.check()
