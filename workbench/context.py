@@ -38,16 +38,14 @@ def backend_name(args: argparse.Namespace) -> str:
     return getattr(args, "backend", None) or config_for(args)["engine"]["backend"]
 
 
-def load_engine(args: argparse.Namespace, **options: Any):
-    from engine import Engine
+def engine_for(args: argparse.Namespace, **overrides: Any):
+    """The engine the global options and the config name; `overrides` (model, backend, Engine.load
+    options) win over both."""
+    from workbench.services import load_engine
 
-    cfg = config_for(args)["engine"]
-    backend = backend_name(args)
-    if backend in ("auto", "llamacpp"):
-        options.setdefault("n_ctx", cfg["n_ctx"])
-        if cfg["threads"]:
-            options.setdefault("n_threads", cfg["threads"])
-    return Engine.load(model=model_name(args), backend=backend, **options)
+    overrides.setdefault("model", model_name(args))
+    overrides.setdefault("backend", backend_name(args))
+    return load_engine(config_for(args), **overrides)
 
 
 def _json_default(o: Any) -> Any:

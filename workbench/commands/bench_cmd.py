@@ -31,12 +31,12 @@ def register(sub, common) -> None:
 
 def _engine(args: argparse.Namespace):
     from workbench.cli import CliError
-    from workbench.context import backend_name, load_engine
+    from workbench.context import backend_name, engine_for
 
     if backend_name(args) != "openai":
         if args.base_url or args.api_key_env:
             raise CliError("--base-url and --api-key-env need --backend openai")
-        return load_engine(args)
+        return engine_for(args)
     if not args.base_url:
         raise CliError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
     key = None
@@ -44,11 +44,9 @@ def _engine(args: argparse.Namespace):
         key = os.environ.get(args.api_key_env)
         if not key:
             raise CliError(f"environment variable {args.api_key_env} is not set")
-    from engine import Engine
-
     # only an explicit --model; otherwise the server's first listed model, as vllm bench serve does
-    return Engine.load(model=getattr(args, "model", None), backend="openai", base_url=args.base_url,
-                       api_key=key, endpoint=args.endpoint)
+    return engine_for(args, model=getattr(args, "model", None), base_url=args.base_url, api_key=key,
+                      endpoint=args.endpoint)
 
 
 def bench_progress():

@@ -29,11 +29,11 @@ class _Tokenizers:
         self._engines: dict[str, Any] = {}
         self._cache: dict[str | None, Any] = {}
 
-    def _engine(self, model: str, n_ctx: int):
+    def _engine(self, model: str, **options: Any):
         if model not in self._engines:
-            from engine import Engine
+            from workbench.context import engine_for
 
-            self._engines[model] = Engine.load(model=model, backend="auto", n_ctx=n_ctx)
+            self._engines[model] = engine_for(self.args, model=model, backend="auto", **options)
         return self._engines[model]
 
     def __call__(self, model: str | None):
@@ -44,12 +44,10 @@ class _Tokenizers:
         forced = getattr(self.args, "model", None)
         local = forced or (model if _is_local(model) else None)
         if local:
-            from workbench.context import config_for
-
-            n_ctx = config_for(self.args)["engine"]["n_ctx"]
-            tok = BudgetTokenizer.from_engine(self._engine(local, n_ctx))
+            tok = BudgetTokenizer.from_engine(self._engine(local))
         else:
-            tok = BudgetTokenizer.from_engine(self._engine(self.cfg["fallback_tokenizer"], 512), stands_in_for=model or "unknown model")
+            tok = BudgetTokenizer.from_engine(self._engine(self.cfg["fallback_tokenizer"], n_ctx=512),
+                                              stands_in_for=model or "unknown model")
         self._cache[model] = tok
         return tok
 

@@ -27,12 +27,10 @@ def register(sub, common) -> None:
 
 def _counter(args: argparse.Namespace):
     """Tool-definition tokens are counted with the configured model's tokenizer."""
-    from workbench.context import config_for
-
-    from engine import Engine
+    from workbench.context import config_for, engine_for
 
     name = getattr(args, "model", None) or config_for(args)["budget"]["fallback_tokenizer"]
-    return Engine.load(model=name, backend="auto", n_ctx=512)
+    return engine_for(args, model=name, backend="auto", n_ctx=512)
 
 
 def route_eval_cmd(args: argparse.Namespace) -> int:

@@ -46,7 +46,7 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 def run_sweep_cmd(args: argparse.Namespace) -> int:
     from sessions.spec_sweep import SweepConfig, run_sweep
     from workbench.cli import CliError
-    from workbench.context import backend_name, model_name, open_store, print_json
+    from workbench.context import backend_name, engine_for, open_store, print_json
 
     cfg = SweepConfig(tuple(w.strip() for w in args.workloads.split(",") if w.strip()),
                       _ints(args.batch_sizes, "batch-sizes"), tuple(m.strip() for m in args.modes.split(",") if m.strip()),
@@ -58,9 +58,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
         raise CliError("the speculation sweep runs on the torch backend (--backend torch)")
     store = open_store(args)
     try:
-        from engine import Engine
-
-        engine = Engine.load(model=model_name(args), backend="torch", speculation="off", draft=args.draft)
+        engine = engine_for(args, backend="torch", speculation="off", draft=args.draft)
         try:
             res = run_sweep(engine, store, cfg, progress=lambda m: print(f"… {m}", file=sys.stderr, flush=True))
         finally:

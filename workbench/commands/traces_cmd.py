@@ -247,12 +247,12 @@ def nplus1_cmd(args: argparse.Namespace) -> int:
 def replay_cmd(args: argparse.Namespace) -> int:
     from sessions.traces.replay import replay_trace
     from sessions.traces.store import load_trace
-    from workbench.context import load_engine, open_store, print_json
+    from workbench.context import engine_for, open_store, print_json
     from workbench.tables import render_table
 
     with open_store(args) as store:
         trace = load_trace(store, args.trace)
-        engine = load_engine(args, speculation=args.speculation)
+        engine = engine_for(args, speculation=args.speculation)
         try:
             result = replay_trace(store, engine, trace, max_tokens=args.max_tokens)
         finally:
