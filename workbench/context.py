@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Callable
 
 
 def config_for(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -58,3 +58,15 @@ def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, default=_json_default, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     sys.stdout.flush()
+
+
+def emit(args: argparse.Namespace, data: Any, show: Callable[[Any], None], *, empty: str | None = None) -> int:
+    """A command's result: JSON with --json, else `show(data)` for people, or `empty` when there is
+    nothing to list. Returns the exit status (0)."""
+    if getattr(args, "json", False):
+        print_json(data)
+    elif not data and empty is not None:
+        print(empty)
+    else:
+        show(data)
+    return 0

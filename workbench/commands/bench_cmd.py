@@ -91,12 +91,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         engine.close()
         store.close()
-    if args.json:
-        from workbench.context import print_json
+    from workbench.context import emit
 
-        print_json(report)
-    else:
-        print_summary(report)
+    emit(args, report, print_summary)
     if outcome.status == "interrupted":
         print(f"workbench: interrupted; {outcome.completed} finished requests kept in run {outcome.run_id}", file=sys.stderr)
         return 130

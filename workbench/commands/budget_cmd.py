@@ -111,7 +111,7 @@ def budget_config(args: argparse.Namespace):
 def budget_cmd(args: argparse.Namespace) -> int:
     from sessions.budget import budget_rows
     from sessions.routing import load_tools
-    from workbench.context import open_store, print_json
+    from workbench.context import emit, open_store
 
     cfg = budget_config(args)
     tools = load_tools(args.tools) if args.tools else None
@@ -127,11 +127,7 @@ def budget_cmd(args: argparse.Namespace) -> int:
             out.extend(budget_rows(source, calls, toks, cfg, policy=args.policy))
     finally:
         toks.close()
-    if args.json:
-        print_json(out)
-    else:
-        _print_budget(out, args.policy)
-    return 0
+    return emit(args, out, lambda rows: _print_budget(rows, args.policy), empty="no LLM calls with recorded input")
 
 
 def vars_cfg(cfg) -> dict[str, Any]:
@@ -143,11 +139,8 @@ _SHORT = {"system_prompt": "sys", "tool_definitions": "tools", "history": "hist"
 
 
 def _print_budget(rows: list[dict[str, Any]], policy: bool) -> None:
-    from workbench.tables import render_table
+    from workbench.tables import print_table
 
-    if not rows:
-        print("no LLM calls with recorded input")
-        return
     last_source = None
     for r in rows:
         if r["source"] != last_source:
@@ -156,9 +149,9 @@ def _print_budget(rows: list[dict[str, Any]], policy: bool) -> None:
             step = r["overflow_step"]
             print(f"  overflow: {'none projected' if step is None else ('at step ' + str(step)) + (' (projected)' if r['overflow_projected'] else '')}")
     cats = list(_SHORT)
-    print(render_table(["step", "total", *[_SHORT[c] for c in cats], "reserve", "free", "warnings"],
-                       [[r["step"], r["total_tokens"], *[r["categories"][c] for c in cats], r["output_reserve"], r["free_tokens"],
-                         ", ".join(w["kind"] for w in r["warnings"])] for r in rows], right=set(range(len(cats) + 4))))
+    print_table(["step", "total", *[_SHORT[c] for c in cats], "reserve", "free", "warnings"],
+                [[r["step"], r["total_tokens"], *[r["categories"][c] for c in cats], r["output_reserve"], r["free_tokens"],
+                  ", ".join(w["kind"] for w in r["warnings"])] for r in rows], right=set(range(len(cats) + 4)))
     for r in rows:
         for w in r["warnings"]:
             print(f"  step {r['step']}: {w['kind']}: {w['message']}")

@@ -36,7 +36,7 @@ def _counter(args: argparse.Namespace):
 def route_eval_cmd(args: argparse.Namespace) -> int:
     from engine.embeddings import load_embedder
     from sessions.routing import evaluate, load_queries, load_tools, tool_name
-    from workbench.context import config_for, print_json
+    from workbench.context import config_for, emit
 
     rcfg = config_for(args)["routing"]
     tools = load_tools(args.tools)
@@ -55,23 +55,24 @@ def route_eval_cmd(args: argparse.Namespace) -> int:
         metrics["tokenizer"] = engine.model_name
     finally:
         engine.close()
-    if args.json:
-        print_json(metrics)
-        return 0
+    return emit(args, metrics, _print_eval)
+
+
+def _print_eval(m: dict) -> None:
     pct = lambda x: "-" if x is None else f"{x * 100:.1f}%"  # noqa: E731
-    print(f"{metrics['queries']} queries ({metrics['queries_without_tool']} with no fitting tool), {len(tools)} tools, k={k}")
-    print(f"top-1 {pct(metrics['top1'])} · top-{k} {pct(metrics['topk'])} (ranking alone: {pct(metrics['topk_ranking'])})")
-    print(f"abstain threshold {metrics['abstain_threshold']:.3f}{' (calibrated)' if metrics['calibrated'] else ''}: "
-          f"precision {pct(metrics['abstain_precision'])} · recall {pct(metrics['abstain_recall'])}")
-    print(f"tool-definition tokens: {metrics['tool_definition_tokens_sent']} sent of {metrics['tool_definition_tokens_all']} "
-          f"({pct(metrics['tokens_saved_fraction'])} saved, counted with {metrics['tokenizer']})")
-    return 0
+    k = m["k"]
+    print(f"{m['queries']} queries ({m['queries_without_tool']} with no fitting tool), {m['tools']} tools, k={k}")
+    print(f"top-1 {pct(m['top1'])} · top-{k} {pct(m['topk'])} (ranking alone: {pct(m['topk_ranking'])})")
+    print(f"abstain threshold {m['abstain_threshold']:.3f}{' (calibrated)' if m['calibrated'] else ''}: "
+          f"precision {pct(m['abstain_precision'])} · recall {pct(m['abstain_recall'])}")
+    print(f"tool-definition tokens: {m['tool_definition_tokens_sent']} sent of {m['tool_definition_tokens_all']} "
+          f"({pct(m['tokens_saved_fraction'])} saved, counted with {m['tokenizer']})")
 
 
 def route_query_cmd(args: argparse.Namespace) -> int:
     from engine.embeddings import load_embedder
     from sessions.routing import ToolRouter, load_tools
-    from workbench.context import config_for, print_json
+    from workbench.context import config_for, emit
 
     rcfg = config_for(args)["routing"]
     engine = _counter(args)
@@ -81,13 +82,14 @@ def route_query_cmd(args: argparse.Namespace) -> int:
         route = router.route(args.text)
     finally:
         engine.close()
-    if args.json:
-        print_json(route.to_dict())
-    elif route.abstained:
-        print(f"no tool fits (best {route.ranked[0]} at {route.scores[0]:.3f} < {rcfg['abstain_threshold']}); "
+    return emit(args, route.to_dict(), lambda _: _print_route(route, rcfg["abstain_threshold"]))
+
+
+def _print_route(route, threshold: float) -> None:
+    if route.abstained:
+        print(f"no tool fits (best {route.ranked[0]} at {route.scores[0]:.3f} < {threshold}); "
               f"{route.tokens_all} tool tokens saved")
-    else:
-        for n, s in zip(route.tools, route.scores):
-            print(f"{s:.3f}  {n}")
-        print(f"{route.tokens_sent} of {route.tokens_all} tool-definition tokens sent", file=sys.stderr)
-    return 0
+        return
+    for n, s in zip(route.tools, route.scores):
+        print(f"{s:.3f}  {n}")
+    print(f"{route.tokens_sent} of {route.tokens_all} tool-definition tokens sent", file=sys.stderr)

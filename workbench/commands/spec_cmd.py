@@ -46,7 +46,7 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 def run_sweep_cmd(args: argparse.Namespace) -> int:
     from sessions.spec_sweep import SweepConfig, run_sweep
     from workbench.cli import CliError
-    from workbench.context import backend_name, engine_for, open_store, print_json
+    from workbench.context import backend_name, emit, engine_for, open_store
 
     cfg = SweepConfig(tuple(w.strip() for w in args.workloads.split(",") if w.strip()),
                       _ints(args.batch_sizes, "batch-sizes"), tuple(m.strip() for m in args.modes.split(",") if m.strip()),
@@ -65,11 +65,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
             engine.close()
     finally:
         store.close()
-    if args.json:
-        print_json(res.to_dict())
-    else:
-        print_sweep(res.to_dict())
-    return 0
+    return emit(args, res.to_dict(), print_sweep)
 
 
 def print_sweep(d: dict) -> None:
@@ -98,13 +94,12 @@ def print_sweep(d: dict) -> None:
 
 def run_llamacpp_ab(args: argparse.Namespace) -> int:
     from engine.backends.llamacpp_spec import measure_prompt_lookup
-    from workbench.context import model_name, print_json
+    from workbench.context import emit, model_name
 
-    res = measure_prompt_lookup(model_name(args), max_tokens=args.max_tokens)
-    if args.json:
-        print_json(res)
-    else:
-        print(f"llama.cpp on {res['model']}: plain {res['plain_tok_s']:.1f} tok/s, prompt lookup "
-              f"{res['prompt_lookup_tok_s']:.1f} tok/s ({res['speedup']:.2f}x); same greedy output: {res['identical']}")
-        print(f"cached in {res['cache_file']}; the llamacpp backend's auto speculation reads it")
-    return 0
+    return emit(args, measure_prompt_lookup(model_name(args), max_tokens=args.max_tokens), _print_ab)
+
+
+def _print_ab(res: dict) -> None:
+    print(f"llama.cpp on {res['model']}: plain {res['plain_tok_s']:.1f} tok/s, prompt lookup "
+          f"{res['prompt_lookup_tok_s']:.1f} tok/s ({res['speedup']:.2f}x); same greedy output: {res['identical']}")
+    print(f"cached in {res['cache_file']}; the llamacpp backend's auto speculation reads it")
