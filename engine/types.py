@@ -4,12 +4,36 @@ Everything here is importable without torch or llama.cpp, so clients stay cheap 
 """
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 ChatMessage = dict[str, Any]
 Prompt = Union[str, list[ChatMessage]]
+
+
+def flatten_content(content: Any) -> str:
+    """Message content as text: a string, or the text of a list of content parts (OpenAI's, Anthropic's,
+    a trace format's), one part a line as vLLM joins them for a chat template; parts without text
+    (images, ...) add nothing."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        out = []
+        for part in content:
+            if isinstance(part, str):
+                out.append(part)
+            elif isinstance(part, dict):
+                t = part.get("text", part.get("content"))
+                if t is not None:
+                    out.append(t if isinstance(t, str) else flatten_content(t))
+        return "\n".join(out)
+    if isinstance(content, dict):
+        return flatten_content(content.get("text", content.get("content", json.dumps(content))))
+    return str(content)
 
 
 class EngineError(Exception):
@@ -69,6 +93,10 @@ def percentile(values: list[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def _s_to_ms(x: float | None) -> float | None:
+    return None if x is None else x * 1e3
+
+
 @dataclass(slots=True)
 class RequestMetrics:
     """Timings of one request, all `time.perf_counter_ns()` taken in the engine thread."""
@@ -123,6 +151,23 @@ class RequestMetrics:
             return None
         return (self.first_token_ns - self.scheduled_ns) / 1e9
 
+    # the same figures in milliseconds, the unit of reports and of the database
+    @property
+    def ttft_ms(self) -> float | None:
+        return _s_to_ms(self.ttft_s)
+
+    @property
+    def e2el_ms(self) -> float | None:
+        return _s_to_ms(self.e2e_s)
+
+    @property
+    def tpot_ms(self) -> float | None:
+        return _s_to_ms(self.tpot_s)
+
+    @property
+    def itl_ms(self) -> list[float]:
+        return [x * 1e3 for x in self.itl_s]
+
     @property
     def acceptance_rate(self) -> float | None:
         if not self.spec_draft_tokens:
@@ -137,21 +182,16 @@ class RequestMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """Figures in milliseconds, with the house vocabulary (ttft_ms, tpot_ms, e2el_ms, ...)."""
-        itl = [x * 1e3 for x in self.itl_s]
-
-        def s2ms(x: float | None) -> float | None:
-            return None if x is None else x * 1e3
-
-        e2e = self.e2e_s
+        itl = self.itl_ms
         gen_s = None
         if self.first_token_ns is not None and self.token_times_ns:
             gen_s = (self.token_times_ns[-1] - self.first_token_ns) / 1e9
         return {
-            "ttft_ms": s2ms(self.ttft_s),
-            "tpot_ms": s2ms(self.tpot_s),
-            "e2el_ms": s2ms(e2e),
-            "queue_time_ms": s2ms(self.queue_time_s),
-            "prefill_time_ms": s2ms(self.prefill_time_s),
+            "ttft_ms": self.ttft_ms,
+            "tpot_ms": self.tpot_ms,
+            "e2el_ms": self.e2el_ms,
+            "queue_time_ms": _s_to_ms(self.queue_time_s),
+            "prefill_time_ms": _s_to_ms(self.prefill_time_s),
             "mean_itl_ms": statistics.fmean(itl) if itl else None,
             "p50_itl_ms": percentile(itl, 50),
             "p95_itl_ms": percentile(itl, 95),

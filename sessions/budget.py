@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 from sessions.errors import SessionsError
@@ -543,12 +543,8 @@ class TrimPlan:
     over_cap_untrimmed: dict[str, int]  # categories over their cap that the policy never trims
 
     def to_dict(self) -> dict[str, Any]:
-        return {"caps": self.caps, "actions": [vars_(a) for a in self.actions], "messages": self.messages,
+        return {"caps": self.caps, "actions": [asdict(a) for a in self.actions], "messages": self.messages,
                 "tools": [t.get("function", t).get("name") for t in self.tools], "over_cap_untrimmed": self.over_cap_untrimmed}
-
-
-def vars_(a: TrimAction) -> dict[str, Any]:
-    return {"action": a.action, "category": a.category, "messages": a.messages, "tokens": a.tokens, "detail": a.detail}
 
 
 def _units(messages: list[dict[str, Any]]) -> list[list[int]]:

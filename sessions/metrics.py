@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
-from engine.types import percentile
+from engine.types import RequestMetrics, percentile
 from sessions.errors import SessionsError
 
 PERCENTILES = (50, 90, 95, 99)
@@ -17,17 +17,12 @@ REQUEST_SLO_KEYS = ("ttft_ms", "tpot_ms", "e2el_ms")
 COMPLETED_REASONS = ("stop", "length")
 
 
-@dataclass(slots=True)
-class RequestRecord:
-    """One request's times (ns, one monotonic clock) as a bench client or server saw them."""
+@dataclass(slots=True, kw_only=True)
+class RequestRecord(RequestMetrics):
+    """One request as a bench client or server saw it: the engine's metrics (so ttft, itl, tpot and
+    e2el have one definition, in engine.types) with the request's id and outcome."""
 
     request_id: str
-    arrival_ns: int
-    first_token_ns: int | None = None
-    finished_ns: int | None = None
-    token_times_ns: list[int] = field(default_factory=list)
-    prompt_tokens: int = 0
-    output_tokens: int = 0
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error" | None (running)
     error: str | None = None
     item: str | None = None  # which workload entry it came from
@@ -35,30 +30,6 @@ class RequestRecord:
     @property
     def completed(self) -> bool:
         return self.finish_reason in COMPLETED_REASONS and self.first_token_ns is not None
-
-    @property
-    def ttft_ms(self) -> float | None:
-        if self.first_token_ns is None:
-            return None
-        return (self.first_token_ns - self.arrival_ns) / 1e6
-
-    @property
-    def e2el_ms(self) -> float | None:
-        if self.finished_ns is None:
-            return None
-        return (self.finished_ns - self.arrival_ns) / 1e6
-
-    @property
-    def tpot_ms(self) -> float | None:
-        """vLLM: (latency - ttft) / (output_len - 1), only for requests with more than one token."""
-        if self.output_tokens < 2 or self.e2el_ms is None or self.ttft_ms is None:
-            return None
-        return (self.e2el_ms - self.ttft_ms) / (self.output_tokens - 1)
-
-    @property
-    def itl_ms(self) -> list[float]:
-        t = self.token_times_ns
-        return [(b - a) / 1e6 for a, b in zip(t, t[1:])]
 
 
 def _stats(name: str, values: list[float]) -> dict[str, float]:
@@ -199,33 +170,14 @@ def check_slo(records: list[RequestRecord], summary: dict[str, Any], slo: dict[s
 # ---- comparing two runs ----
 
 def mann_whitney_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided p-value of the Mann-Whitney U test (normal approximation, tie-corrected)."""
-    n1, n2 = len(a), len(b)
-    if n1 < 3 or n2 < 3:
+    """Two-sided p-value of the Mann-Whitney U test (normal approximation, tie-corrected, with
+    continuity correction); None below three samples a side."""
+    if len(a) < 3 or len(b) < 3:
         return None
-    pooled = sorted([(x, 0) for x in a] + [(x, 1) for x in b])
-    ranks = [0.0] * len(pooled)
-    tie_term = 0.0
-    i = 0
-    while i < len(pooled):
-        j = i
-        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
-            j += 1
-        rank = (i + j) / 2 + 1
-        for k in range(i, j + 1):
-            ranks[k] = rank
-        t = j - i + 1
-        tie_term += t**3 - t
-        i = j + 1
-    r1 = sum(rk for rk, (_, g) in zip(ranks, pooled) if g == 0)
-    u1 = r1 - n1 * (n1 + 1) / 2
-    mu = n1 * n2 / 2
-    n = n1 + n2
-    var = n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1)))
-    if var <= 0:
-        return 1.0
-    z = (abs(u1 - mu) - 0.5) / math.sqrt(var)
-    return max(0.0, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2))))
+    from scipy.stats import mannwhitneyu  # about a second to import: only when runs are compared
+
+    # asymptotic always: scipy's default goes exact for small samples, another judgement
+    return float(mannwhitneyu(a, b, alternative="two-sided", method="asymptotic").pvalue)
 
 
 def per_request_values(records: list[RequestRecord], metric: str) -> list[float]:

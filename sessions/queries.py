@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from engine.types import percentile
 from sessions.store import Store, StoreError
 
 
@@ -18,8 +19,7 @@ def list_sessions(store: Store, limit: int = 200) -> list[dict[str, Any]]:
         SELECT s.id, s.created_at, s.kind, s.title, s.model, s.backend,
                count(r.id) AS requests,
                coalesce(sum(r.output_tokens), 0) AS output_tokens,
-               quantile_cont(r.ttft_ms, 0.5) AS p50_ttft_ms,
-               quantile_cont(r.ttft_ms, 0.95) AS p95_ttft_ms,
+               list(r.ttft_ms) FILTER (WHERE r.ttft_ms IS NOT NULL) AS ttfts,
                sum(r.output_tokens - 1) FILTER (WHERE r.output_tokens > 1)
                  / nullif(sum((r.finished_ns - r.first_token_ns) / 1e9) FILTER (WHERE r.output_tokens > 1), 0)
                  AS output_tokens_per_s
@@ -30,7 +30,13 @@ def list_sessions(store: Store, limit: int = 200) -> list[dict[str, Any]]:
         """,
         [limit],
     )
-    return _rows(cur)
+    out = []
+    for row in _rows(cur):
+        ttfts = row.pop("ttfts") or []
+        tps = row.pop("output_tokens_per_s")
+        out.append({**row, "p50_ttft_ms": percentile(ttfts, 50), "p95_ttft_ms": percentile(ttfts, 95),
+                    "output_tokens_per_s": tps})
+    return out
 
 
 def resolve_prefix(store: Store, table: str, prefix: str, *, missing: str, ambiguous: str) -> str:
@@ -88,8 +94,6 @@ def get_session(store: Store, session_id: str, *, token_times: bool = True) -> d
 
 def session_summary(session: dict[str, Any]) -> dict[str, Any]:
     """p50/p95 TTFT and output tokens/s over a session's finished requests."""
-    from engine.types import percentile
-
     reqs = [r for r in session["requests"] if r.get("ttft_ms") is not None]
     ttfts = [r["ttft_ms"] for r in reqs]
     toks = sum(max(0, (r["output_tokens"] or 0) - 1) for r in reqs)

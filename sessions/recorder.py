@@ -106,9 +106,6 @@ class Recorder:
         self._q.put(("sql", _INSERT_MESSAGE, [session_id, seq, role, content, request_id, _now(), cache_entry_id, cache_similarity]))
         return seq
 
-    def set_title(self, session_id: str, title: str) -> None:
-        self._q.put(("sql", "UPDATE sessions SET title = ? WHERE id = ? AND title IS NULL", [title, session_id]))
-
     def flush(self, timeout: float = 10.0) -> None:
         """Block until everything queued so far is in the database."""
         self.start()

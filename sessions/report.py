@@ -59,8 +59,9 @@ def load_run(store: Store, run_or_session: str) -> RunData:
                   coalesce(r.output_tokens, 0), r.finish_reason, r.error, b.item
            FROM requests r LEFT JOIN bench_requests b ON b.request_id = r.id AND b.run_id = r.session_id
            WHERE r.session_id = ? ORDER BY coalesce(b.seq, 0), r.arrival_ns""", [rid]).fetchall()
-    records = [RequestRecord(row[0], row[1], row[2], row[3], prompt_tokens=row[4], output_tokens=row[5],
-                             finish_reason=row[6], error=row[7], item=row[8]) for row in rows]
+    records = [RequestRecord(arrival_ns=row[1], first_token_ns=row[2], finished_ns=row[3], prompt_tokens=row[4],
+                             output_tokens=row[5], request_id=row[0], finish_reason=row[6], error=row[7], item=row[8])
+               for row in rows]
     by_id = {r.request_id: r for r in records}
     # idx < output_tokens leaves out the text-only row written when held-back text is flushed
     times = cur.execute(

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "workbench.commands.serve_cmd",
     "workbench.commands.cache_cmd",
     "workbench.commands.budget_cmd",
+    "workbench.commands.route_cmd",
     "workbench.commands.spec_cmd",
 ]
 

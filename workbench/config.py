@@ -68,7 +68,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "apply_to_chat": False,  # the app trims each chat turn to the caps before the engine sees it
     },
     "routing": {
-        "enabled": False,  # narrow the tools sent with each call to the top-k for the user turn
         "k": 5,
         # best score below this: no tool fits, none are sent. Calibrated on sessions/data/routing_queries.jsonl
         # (highest threshold keeping 98% of tool queries); `workbench route eval` refits it

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Callable
 
 
 def config_for(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -38,16 +38,14 @@ def backend_name(args: argparse.Namespace) -> str:
     return getattr(args, "backend", None) or config_for(args)["engine"]["backend"]
 
 
-def load_engine(args: argparse.Namespace, **options: Any):
-    from engine import Engine
+def engine_for(args: argparse.Namespace, **overrides: Any):
+    """The engine the global options and the config name; `overrides` (model, backend, Engine.load
+    options) win over both."""
+    from workbench.services import load_engine
 
-    cfg = config_for(args)["engine"]
-    backend = backend_name(args)
-    if backend in ("auto", "llamacpp"):
-        options.setdefault("n_ctx", cfg["n_ctx"])
-        if cfg["threads"]:
-            options.setdefault("n_threads", cfg["threads"])
-    return Engine.load(model=model_name(args), backend=backend, **options)
+    overrides.setdefault("model", model_name(args))
+    overrides.setdefault("backend", backend_name(args))
+    return load_engine(config_for(args), **overrides)
 
 
 def _json_default(o: Any) -> Any:
@@ -60,3 +58,15 @@ def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, default=_json_default, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     sys.stdout.flush()
+
+
+def emit(args: argparse.Namespace, data: Any, show: Callable[[Any], None], *, empty: str | None = None) -> int:
+    """A command's result: JSON with --json, else `show(data)` for people, or `empty` when there is
+    nothing to list. Returns the exit status (0)."""
+    if getattr(args, "json", False):
+        print_json(data)
+    elif not data and empty is not None:
+        print(empty)
+    else:
+        show(data)
+    return 0

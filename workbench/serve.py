@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from engine import Engine, EngineError, Result, SamplingParams
+from engine.types import flatten_content
 from sessions.recorder import Recorder
 
 MAX_BODY = 16 * 1024 * 1024
@@ -44,12 +45,10 @@ class ServeApp:
         if engine.spec is not None:
             names += [engine.spec.name, engine.spec.display_name]
         self.model_names = [n for i, n in enumerate(names) if n and n not in names[:i]]
-        self.rejected = 0
 
     def admit(self) -> None:
         # a bounded queue: answer 429 at once rather than pile up threads and memory
         if not self._slots.acquire(blocking=False):
-            self.rejected += 1
             raise ApiError(429, f"server is at capacity ({self.max_queue} requests queued or running); retry later",
                            "rate_limit_exceeded")
 
@@ -173,7 +172,7 @@ class Handler(BaseHTTPRequestHandler):
             sid = app.recorder.new_session("serve", model=app.engine.model_name, backend=app.engine.backend_name,
                                            title=_title(to_record))
             for m in to_record:
-                app.recorder.add_message(sid, str(m.get("role")), _content_text(m.get("content")))
+                app.recorder.add_message(sid, str(m.get("role")), flatten_content(m.get("content")))
             rid = uuid.uuid4().hex[:16]
             try:
                 handle = app.engine.submit(prompt, params, request_id=rid,
@@ -276,15 +275,9 @@ def _messages(raw: Any) -> list[dict[str, Any]]:
             for part in content:
                 if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                     raise ApiError(400, f"messages[{i}].content: only text parts are supported", param="messages")
-        msg = {"role": "system" if m["role"] == "developer" else m["role"], "content": _content_text(content)}
+        msg = {"role": "system" if m["role"] == "developer" else m["role"], "content": flatten_content(content)}
         out.append(msg)
     return out
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content or ""
 
 
 def _flag(body: dict[str, Any], key: str) -> bool:
@@ -335,7 +328,7 @@ def _sampling(body: dict[str, Any], default_max: int) -> SamplingParams:
 
 def _title(messages: list[dict[str, Any]]) -> str:
     users = [m for m in messages if m.get("role") == "user"]
-    text = _content_text((users or messages)[-1].get("content")).strip().replace("\n", " ")
+    text = flatten_content((users or messages)[-1].get("content")).strip().replace("\n", " ")
     return text[:60] or "(empty)"
 
 

@@ -1,11 +1,12 @@
-"""Wires engine + recorder for the app: owns the store, the engine, the semantic cache, the current
-session's history, and a buffer the engine thread appends to and the UI drains on a timer."""
+"""Wires engine + recorder: how an engine is loaded from the config and a chat session started (for
+the CLI and the app), and the app's ChatService, which owns the store, the engine, the semantic cache,
+the current session's history, and a buffer the engine thread appends to and the UI drains on a timer."""
 from __future__ import annotations
 
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from engine.types import EngineEvent
 
@@ -17,6 +18,34 @@ def freeze_heap() -> None:
     import gc
 
     gc.freeze()
+
+
+def load_engine(config: dict[str, dict[str, Any]], *, model: str | None, backend: str,
+                listeners: Iterable[Callable[[EngineEvent], None]] = (), **options: Any):
+    """Engine.load with the [engine] settings the backend takes (llama.cpp's context window and
+    threads); `options` win over them. `listeners` hear every event from the first request on."""
+    from engine import Engine
+
+    cfg = config["engine"]
+    if backend in ("auto", "llamacpp"):
+        options.setdefault("n_ctx", cfg["n_ctx"])
+        if cfg["threads"]:
+            options.setdefault("n_threads", cfg["threads"])
+    engine = Engine.load(model=model, backend=backend, **options)
+    for fn in listeners:
+        engine.add_listener(fn)
+    return engine
+
+
+def start_session(recorder, engine, first_prompt: str, system: str) -> str:
+    """A new chat session on `engine`, titled by the first prompt's first line, with the engine's
+    steps recorded under it and the system prompt, when there is one, as its first message."""
+    sid = recorder.new_session("chat", model=engine.model_name, backend=engine.backend_name,
+                               title=first_prompt.strip().splitlines()[0][:80], system_prompt=system or None)
+    recorder.step_session_id = sid
+    if system:
+        recorder.add_message(sid, "system", system)
+    return sid
 
 
 class EventBuffer:
@@ -45,7 +74,6 @@ class Turn:
     handle: Any = None  # engine RequestHandle; None when the cache answered
     hit: Any = None  # engine.semantic_cache.Hit (served, or audited when hit.audit)
     scope: Any = None  # engine.semantic_cache.CacheScope; None: not cacheable (sampled) or no cache
-    trimmed_tokens: int = 0  # what the live budget policy took out of the context
 
     @property
     def cached(self) -> bool:
@@ -85,21 +113,10 @@ class ChatService:
             self.cache = SemanticCache(SemanticCacheConfig.from_dict(c), backing=CacheStore(self.store))
 
     def load_engine(self):
-        from engine import Engine
-
-        cfg = self.config["engine"]
-        options: dict[str, Any] = {}
-        if self.backend in ("auto", "llamacpp"):
-            options["n_ctx"] = cfg["n_ctx"]
-            if cfg["threads"]:
-                options["n_threads"] = cfg["threads"]
-        engine = Engine.load(model=self.model, backend=self.backend, **options)
-        engine.add_listener(self.buffer.on_event)
-        if self.recorder is not None:
-            engine.add_listener(self.recorder.on_event)
-        self.engine = engine
+        listeners = [self.buffer.on_event] + ([self.recorder.on_event] if self.recorder is not None else [])
+        self.engine = load_engine(self.config, model=self.model, backend=self.backend, listeners=listeners)
         freeze_heap()
-        return engine
+        return self.engine
 
     def close(self) -> None:
         if self.active is not None and not self.active.done:
@@ -134,14 +151,9 @@ class ChatService:
         assert self.recorder is not None and self.engine is not None
         if self.session_id is None:
             system = self.system_prompt
-            self.session_id = self.recorder.new_session(
-                "chat", model=self.engine.model_name, backend=self.engine.backend_name,
-                title=first_prompt.strip().splitlines()[0][:80], system_prompt=system or None,
-            )
-            self.recorder.step_session_id = self.session_id
+            self.session_id = start_session(self.recorder, self.engine, first_prompt, system)
             if system:
                 self.history.append({"role": "system", "content": system})
-                self.recorder.add_message(self.session_id, "system", system)
         return self.session_id
 
     def reopen(self, session: dict[str, Any]) -> None:
@@ -197,7 +209,6 @@ class ChatService:
         call = LLMCall("live", 0, turn.messages, [], self.engine.model_name, params.max_tokens)
         plan = apply_policy(call, BudgetTokenizer.from_engine(self.engine), cfg)
         turn.messages = plan.messages
-        turn.trimmed_tokens = sum(a.tokens for a in plan.actions)
 
     def complete(self, turn: Turn):
         """Wait for the engine's reply and keep it in the semantic cache (an audited hit records

@@ -18,7 +18,6 @@ TOOL_NAME = "gen_ai.tool.name"
 TOOL_CALL_ID = "gen_ai.tool.call.id"
 TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
 TOOL_RESULT = "gen_ai.tool.call.result"
-AGENT_NAME = "gen_ai.agent.name"
 SYSTEM = "gen_ai.system"
 
 

@@ -8,7 +8,7 @@ import math
 import operator
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sessions.traces.fastjson import make_encoder
@@ -62,7 +62,7 @@ class Finding:
     timings: str  # full | durations | none
 
     def to_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}
+        return asdict(self)
 
 
 # ---- parameterizing arguments (ids, numbers, quoted strings -> ?) ----

@@ -3,7 +3,7 @@ at that point (tool results come from the trace, never re-executed) and recorded
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -31,7 +31,7 @@ class ReplayStep:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}
+        return asdict(self)
 
 
 @dataclass(slots=True)
@@ -136,5 +136,4 @@ def _replay_one(engine: Any, span: Span, msgs: list[dict[str, str]], sid: str, n
     r = handle.result()
     m = r.metrics
     return ReplayStep(n, span.span_id, r.request_id, ttft0, e2e0,
-                      None if m.ttft_s is None else m.ttft_s * 1e3, None if m.e2e_s is None else m.e2e_s * 1e3,
-                      m.prompt_tokens, m.output_tokens, original_out, r.finish_reason, r.error)
+                      m.ttft_ms, m.e2el_ms, m.prompt_tokens, m.output_tokens, original_out, r.finish_reason, r.error)

@@ -13,8 +13,9 @@ MS = 1_000_000
 
 def rec(rid, arrival_ms, token_ms, finish="stop", prompt=10):
     times = [int(t * MS) for t in token_ms]
-    return RequestRecord(rid, int(arrival_ms * MS), times[0] if times else None, times[-1] if times else None,
-                         times, prompt, len(times), finish)
+    return RequestRecord(arrival_ns=int(arrival_ms * MS), first_token_ns=times[0] if times else None,
+                         finished_ns=times[-1] if times else None, token_times_ns=times, prompt_tokens=prompt,
+                         output_tokens=len(times), request_id=rid, finish_reason=finish)
 
 
 def test_definitions_match_vllm():

@@ -1,5 +1,5 @@
-"""`workbench spec sweep --quick` and `bench --speculation-sweep` on a tiny random model: cells stored
-as bench runs in DuckDB, speedups and crossovers printed; bad options are one line, exit 2."""
+"""`workbench spec sweep --quick` on a tiny random model: cells stored as bench runs in DuckDB,
+speedups and crossovers printed; bad options are one line, exit 2."""
 from __future__ import annotations
 
 import json
@@ -45,7 +45,7 @@ def test_spec_sweep_quick_stores_cells_and_reports_crossover(wb, db_path, tiny_m
     assert n == 16 and runs == 16
     assert con.execute("SELECT count(*) FROM bench_runs WHERE id IN (SELECT run_id FROM spec_sweep_cells)").fetchone()[0] == 16
     con.close()
-    r = wb("--db", db_path, "--model", str(tiny_model), "bench", "--speculation-sweep", "--quick", "--max-tokens", "6")
+    r = wb("--db", db_path, "--model", str(tiny_model), "spec", "sweep", "--quick", "--max-tokens", "6")
     assert r.returncode == 0, r.stderr
     assert "crossover" in r.stdout and "speedup vs off" in r.stdout
 

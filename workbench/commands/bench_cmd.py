@@ -26,22 +26,17 @@ def register(sub, common) -> None:
     p.add_argument("--api-key-env", metavar="NAME", default=None, help="with --backend openai: env var holding the API key")
     p.add_argument("--endpoint", choices=["chat", "completions"], default="chat", help="with --backend openai (default chat)")
     p.add_argument("--json", action="store_true", help="print the run's report JSON (as `report --format json`)")
-    # speculation sweep (workbench/commands/spec_cmd.py; same as `workbench spec sweep`)
-    p.add_argument("--speculation-sweep", action="store_true",
-                   help="grid of workloads x batch sizes (1,8,32) x speculation (off,ngram,draft,auto); torch backend")
-    p.add_argument("--draft", metavar="MODEL", default=None, help="with --speculation-sweep: a draft model")
-    p.add_argument("--quick", action="store_true", help="with --speculation-sweep: a small grid")
     p.set_defaults(func=run)
 
 
 def _engine(args: argparse.Namespace):
     from workbench.cli import CliError
-    from workbench.context import backend_name, load_engine
+    from workbench.context import backend_name, engine_for
 
     if backend_name(args) != "openai":
         if args.base_url or args.api_key_env:
             raise CliError("--base-url and --api-key-env need --backend openai")
-        return load_engine(args)
+        return engine_for(args)
     if not args.base_url:
         raise CliError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
     key = None
@@ -49,11 +44,9 @@ def _engine(args: argparse.Namespace):
         key = os.environ.get(args.api_key_env)
         if not key:
             raise CliError(f"environment variable {args.api_key_env} is not set")
-    from engine import Engine
-
     # only an explicit --model; otherwise the server's first listed model, as vllm bench serve does
-    return Engine.load(model=getattr(args, "model", None), backend="openai", base_url=args.base_url,
-                       api_key=key, endpoint=args.endpoint)
+    return engine_for(args, model=getattr(args, "model", None), base_url=args.base_url, api_key=key,
+                      endpoint=args.endpoint)
 
 
 def bench_progress():
@@ -71,10 +64,6 @@ def bench_progress():
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.speculation_sweep:
-        from workbench.commands.spec_cmd import sweep_from_bench
-
-        return sweep_from_bench(args)
     from sessions.bench import BenchConfig
 
     cfg = BenchConfig(workload=args.workload, num_requests=args.requests, concurrency=args.concurrency,
@@ -102,12 +91,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         engine.close()
         store.close()
-    if args.json:
-        from workbench.context import print_json
+    from workbench.context import emit
 
-        print_json(report)
-    else:
-        print_summary(report)
+    emit(args, report, print_summary)
     if outcome.status == "interrupted":
         print(f"workbench: interrupted; {outcome.completed} finished requests kept in run {outcome.run_id}", file=sys.stderr)
         return 130

@@ -42,17 +42,19 @@ def _cache_config(args: argparse.Namespace):
 
 def stats_cmd(args: argparse.Namespace) -> int:
     from sessions.cache_store import CacheStore
-    from workbench.context import open_store, print_json
-    from workbench.tables import fmt, render_table
+    from workbench.context import emit, open_store
 
     cfg = _cache_config(args)
     with open_store(args) as store:
         st = CacheStore(store).stats(threshold=cfg.threshold, near_miss_band=cfg.near_miss_band)
-    if args.json:
-        print_json(st)
-        return 0
+    return emit(args, st, _print_stats)
+
+
+def _print_stats(st: dict) -> None:
+    from workbench.tables import fmt, print_table
+
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-    print(f"entries {st['entries']} in {st['scopes']} scopes · threshold {cfg.threshold:.2f}")
+    print(f"entries {st['entries']} in {st['scopes']} scopes · threshold {st['threshold']:.2f}")
     print(f"lookups {st['lookups']} · hits {st['hits']} · hit rate {pct(st['hit_rate'])} · "
           f"p50 lookup {fmt(st['p50_lookup_ms'], 2)} ms")
     print(f"near misses {st['near_misses']} · p50 distance {fmt(st['near_miss_p50_distance'], 3)} · "
@@ -62,60 +64,50 @@ def stats_cmd(args: argparse.Namespace) -> int:
     print(f"audits {st['audits']} · answer differed {st['audit_differed']} ({pct(st['audit_differ_rate'])})")
     if st["by_model"]:
         print()
-        print(render_table(["model", "entries", "hits"], [[r["model"], r["entries"], r["hits"]] for r in st["by_model"]],
-                           right={1, 2}))
-    return 0
+        print_table(["model", "entries", "hits"], [[r["model"], r["entries"], r["hits"]] for r in st["by_model"]],
+                    right={1, 2})
 
 
 def clear_cmd(args: argparse.Namespace) -> int:
     from sessions.cache_store import CacheStore
-    from workbench.context import open_store, print_json
+    from workbench.context import emit, open_store
 
     with open_store(args) as store:
         n = CacheStore(store).clear(model=args.for_model)
-    if args.json:
-        print_json({"cleared": n})
-    else:
-        print(f"cleared {n} cached answers")
-    return 0
+    return emit(args, {"cleared": n}, lambda d: print(f"cleared {d['cleared']} cached answers"))
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
     from sessions.cache_eval import builtin_pairs_path, evaluate, load_pairs
-    from workbench.context import print_json
+    from workbench.context import emit
 
     cfg = _cache_config(args)
     pairs = load_pairs(args.pairs or builtin_pairs_path())
-    result = evaluate(pairs, cfg)
-    if args.json:
-        print_json(result)
-        return 0
-    _print_eval(result)
-    return 0
+    return emit(args, evaluate(pairs, cfg), _print_eval)
 
 
 def _print_eval(r: dict) -> None:
-    from workbench.tables import render_table
+    from workbench.tables import print_table
 
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     print(f"{r['pairs']} pairs · threshold {r['threshold']:.2f} · guards {'on' if r['guards'] else 'off'}")
     print(f"hit rate on same-meaning pairs: {pct(r['hit_rate'])} ({r['hits']}/{r['same']})")
     print(f"false-hit rate on the others:   {pct(r['false_hit_rate'])} ({r['false_hits']}/{r['other']})")
     print()
-    print(render_table(
+    print_table(
         ["family", "same", "hit rate", "others", "false-hit rate", "refused by guard"],
         [[fam, f["same"], pct(f["hit_rate"]), f["other"], pct(f["false_hit_rate"]),
           ", ".join(f"{k} {v}" for k, v in f["refused_by_guard"].items())]
          for fam, f in r["by_family"].items()],
         right={1, 2, 3, 4},
-    ))
+    )
     print()
-    print(render_table(
+    print_table(
         ["threshold", "hit rate", "false-hit rate", "hit rate (no guards)", "false-hit rate (no guards)"],
         [[f"{t['threshold']:.2f}", pct(t["hit_rate"]), pct(t["false_hit_rate"]),
           pct(t["hit_rate_no_guards"]), pct(t["false_hit_rate_no_guards"])] for t in r["by_threshold"]],
         right={0, 1, 2, 3, 4},
-    ))
+    )
     if r["false_hit_examples"]:
         print()
         print("false hits:")

@@ -39,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
     # its import competed with llama.cpp's for the GIL and cost a tenth of a second of cold start.
     # A file held by another process is still refused up front, before the model loads.
     from sessions.store import check_not_locked
-    from workbench.context import db_path, load_engine, open_store
+    from workbench.context import db_path, engine_for, open_store
 
     check_not_locked(db_path(args))
-    engine = load_engine(args)
+    engine = engine_for(args)
     try:
         return _chat(args, engine, lambda: open_store(args), prompt, system, params)
     finally:
@@ -51,15 +51,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _chat(args, engine, open_store, prompt: str, system: str, params) -> int:
     from sessions.recorder import Recorder
+    from workbench.services import start_session
 
     recorder = Recorder(open_store, autostart=False)
     engine.add_listener(recorder.on_event)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    sid = recorder.new_session("chat", model=engine.model_name, backend=engine.backend_name,
-                               title=prompt.strip().splitlines()[0][:80], system_prompt=system or None)
-    recorder.step_session_id = sid
-    if system:
-        recorder.add_message(sid, "system", system)
+    sid = start_session(recorder, engine, prompt, system)
     recorder.add_message(sid, "user", prompt)
     handle = None
     interrupted = False

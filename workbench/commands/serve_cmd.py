@@ -22,7 +22,7 @@ def _stop(signum, frame) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from workbench.cli import CliError
-    from workbench.context import config_for, load_engine, open_store
+    from workbench.context import config_for, engine_for, open_store
 
     cfg = config_for(args)["serve"]
     host = args.host or cfg["host"]
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--max-queue must be at least 1 (got {max_queue})")
     store = open_store(args)
     try:
-        engine = load_engine(args)
+        engine = engine_for(args)
     except BaseException:
         store.close()
         raise

@@ -18,37 +18,37 @@ def register(sub, common) -> None:
 
 def list_cmd(args: argparse.Namespace) -> int:
     from sessions.queries import list_sessions
-    from workbench.context import open_store, print_json
-    from workbench.tables import render_table
+    from workbench.context import emit, open_store
 
     with open_store(args, read_only=_exists(args)) as store:
         rows = list_sessions(store, limit=args.limit)
-    if args.json:
-        print_json(rows)
-        return 0
-    if not rows:
-        print("no sessions yet: run `workbench chat --prompt ...` or `workbench`")
-        return 0
-    print(render_table(
+    return emit(args, rows, _print_sessions, empty="no sessions yet: run `workbench chat --prompt ...` or `workbench`")
+
+
+def _print_sessions(rows: list[dict]) -> None:
+    from workbench.tables import print_table
+
+    print_table(
         ["id", "created", "kind", "model", "requests", "p50 ttft ms", "p95 ttft ms", "tok/s", "title"],
         [[r["id"], r["created_at"], r["kind"], r["model"], r["requests"], r["p50_ttft_ms"], r["p95_ttft_ms"],
           r["output_tokens_per_s"], (r["title"] or "")[:40]] for r in rows],
         right={4, 5, 6, 7},
-    ))
-    return 0
+    )
 
 
 def show_cmd(args: argparse.Namespace) -> int:
     from sessions.queries import get_session, session_summary
-    from workbench.context import open_store, print_json
-    from workbench.tables import render_table
+    from workbench.context import emit, open_store
 
     with open_store(args, read_only=_exists(args)) as store:
         session = get_session(store, args.id)
     session["summary"] = session_summary(session)
-    if args.json:
-        print_json(session)
-        return 0
+    return emit(args, session, _print_session)
+
+
+def _print_session(session: dict) -> None:
+    from workbench.tables import print_table
+
     s = session["summary"]
     print(f"session {session['id']}  {session['kind']}  {session['model']} ({session['backend']})  {session['created_at']:%Y-%m-%d %H:%M:%S}")
     print(f"requests {s['requests']} · p50 ttft {_f(s['p50_ttft_ms'])} ms · p95 ttft {_f(s['p95_ttft_ms'])} ms · {_f(s['output_tokens_per_s'])} tok/s")
@@ -58,12 +58,12 @@ def show_cmd(args: argparse.Namespace) -> int:
         print(f"[{m['role']}]{cached} {m['content']}")
     if session["requests"]:
         print()
-        print(render_table(
+        print_table(
             ["request", "status", "prompt", "cached", "output", "ttft ms", "tpot ms", "e2el ms"],
             [[r["id"], r["status"], r["prompt_tokens"], r["cached_prompt_tokens"], r["output_tokens"],
               r["ttft_ms"], r["tpot_ms"], r["e2el_ms"]] for r in session["requests"]],
             right={2, 3, 4, 5, 6, 7},
-        ))
+        )
         reports = [(r["id"], r["prefix_report"]) for r in session["requests"] if r.get("prefix_report")]
         if reports:
             from engine.prefix_inspector import describe
@@ -71,7 +71,6 @@ def show_cmd(args: argparse.Namespace) -> int:
             print()
             for rid, rep in reports:
                 print(f"{rid}  {describe(rep)}")
-    return 0
 
 
 def _exists(args) -> bool:

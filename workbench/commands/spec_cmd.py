@@ -43,29 +43,14 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         raise CliError(f"--{what} takes comma-separated integers, e.g. 1,8,32") from None
 
 
-def _repeats(args: argparse.Namespace) -> int:
-    n = getattr(args, "repeats", None)  # `bench --speculation-sweep` has no --repeats
-    return 1 if n is None else n
-
-
-def sweep_from_bench(args: argparse.Namespace) -> int:
-    """`workbench bench --speculation-sweep`: the same sweep, bench's own --max-tokens and --json."""
-    defaults = {"workloads": "chat,code-edit,json", "batch_sizes": "1,8,32", "modes": "off,ngram,draft,auto",
-                "requests_per_slot": 2}
-    for k, v in defaults.items():
-        if getattr(args, k, None) is None:
-            setattr(args, k, v)
-    return run_sweep_cmd(args)
-
-
 def run_sweep_cmd(args: argparse.Namespace) -> int:
     from sessions.spec_sweep import SweepConfig, run_sweep
     from workbench.cli import CliError
-    from workbench.context import backend_name, model_name, open_store, print_json
+    from workbench.context import backend_name, emit, engine_for, open_store
 
     cfg = SweepConfig(tuple(w.strip() for w in args.workloads.split(",") if w.strip()),
                       _ints(args.batch_sizes, "batch-sizes"), tuple(m.strip() for m in args.modes.split(",") if m.strip()),
-                      args.requests_per_slot, args.max_tokens, repeats=_repeats(args))
+                      args.requests_per_slot, args.max_tokens, repeats=args.repeats)
     if args.quick:
         cfg.batch_sizes, cfg.requests_per_slot, cfg.max_tokens = (1, 2), 1, 12
     cfg.check()
@@ -73,20 +58,14 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
         raise CliError("the speculation sweep runs on the torch backend (--backend torch)")
     store = open_store(args)
     try:
-        from engine import Engine
-
-        engine = Engine.load(model=model_name(args), backend="torch", speculation="off", draft=args.draft)
+        engine = engine_for(args, backend="torch", speculation="off", draft=args.draft)
         try:
             res = run_sweep(engine, store, cfg, progress=lambda m: print(f"… {m}", file=sys.stderr, flush=True))
         finally:
             engine.close()
     finally:
         store.close()
-    if args.json:
-        print_json(res.to_dict())
-    else:
-        print_sweep(res.to_dict())
-    return 0
+    return emit(args, res.to_dict(), print_sweep)
 
 
 def print_sweep(d: dict) -> None:
@@ -115,13 +94,12 @@ def print_sweep(d: dict) -> None:
 
 def run_llamacpp_ab(args: argparse.Namespace) -> int:
     from engine.backends.llamacpp_spec import measure_prompt_lookup
-    from workbench.context import model_name, print_json
+    from workbench.context import emit, model_name
 
-    res = measure_prompt_lookup(model_name(args), max_tokens=args.max_tokens)
-    if args.json:
-        print_json(res)
-    else:
-        print(f"llama.cpp on {res['model']}: plain {res['plain_tok_s']:.1f} tok/s, prompt lookup "
-              f"{res['prompt_lookup_tok_s']:.1f} tok/s ({res['speedup']:.2f}x); same greedy output: {res['identical']}")
-        print(f"cached in {res['cache_file']}; the llamacpp backend's auto speculation reads it")
-    return 0
+    return emit(args, measure_prompt_lookup(model_name(args), max_tokens=args.max_tokens), _print_ab)
+
+
+def _print_ab(res: dict) -> None:
+    print(f"llama.cpp on {res['model']}: plain {res['plain_tok_s']:.1f} tok/s, prompt lookup "
+          f"{res['prompt_lookup_tok_s']:.1f} tok/s ({res['speedup']:.2f}x); same greedy output: {res['identical']}")
+    print(f"cached in {res['cache_file']}; the llamacpp backend's auto speculation reads it")

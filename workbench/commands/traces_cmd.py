@@ -135,36 +135,35 @@ def _print_import(r: dict) -> None:
 
 def traces_cmd(args: argparse.Namespace) -> int:
     from sessions.traces.store import list_traces
-    from workbench.context import open_store, print_json
-    from workbench.tables import render_table
+    from workbench.context import emit, open_store
 
     with open_store(args) as store:
         rows = list_traces(store, limit=args.limit)
-    if args.json:
-        print_json(rows)
-        return 0
-    if not rows:
-        print("no traces yet: run `workbench import FILE...`")
-        return 0
-    print(render_table(
+    return emit(args, rows, _print_traces, empty="no traces yet: run `workbench import FILE...`")
+
+
+def _print_traces(rows: list[dict]) -> None:
+    from workbench.tables import print_table
+
+    print_table(
         ["id", "format", "spans", "llm", "tools", "duration ms", "in tok", "out tok", "name"],
         [[r["id"], r["format"], r["spans"], r["llm_calls"], r["tool_calls"],
           r["duration_ms"] if r["has_timings"] else "no timings", r["input_tokens"], r["output_tokens"],
           (r["name"] or "")[:40]] for r in rows],
         right={2, 3, 4, 5, 6, 7},
-    ))
-    return 0
+    )
 
 
 def show_cmd(args: argparse.Namespace) -> int:
     from sessions.traces.store import get_trace
-    from workbench.context import open_store, print_json
+    from workbench.context import emit, open_store
 
     with open_store(args) as store:
         t = get_trace(store, args.id)
-    if args.json:
-        print_json(t)
-        return 0
+    return emit(args, t, _print_trace)
+
+
+def _print_trace(t: dict) -> None:
     print(f"trace {t['id']}  {t['format']}  {t['name']}  ({t['span_count']} spans, from {t['source']})")
     if not t["has_timings"]:
         print("this format records no timings: durations are not shown (none are invented)")
@@ -175,7 +174,6 @@ def show_cmd(args: argparse.Namespace) -> int:
     roots = [s for s in t["spans"] if s["parent_id"] is None or s["parent_id"] not in ids]
     for s in roots:
         _print_span(s, children, 0)
-    return 0
 
 
 def _print_span(s: dict, children: dict, depth: int) -> None:
@@ -209,8 +207,7 @@ def _short(v, n: int = 60) -> str:
 def nplus1_cmd(args: argparse.Namespace) -> int:
     from sessions.traces.nplus1 import DetectorSettings, detect
     from sessions.traces.store import load_trace, resolve_trace_id, trace_ids
-    from workbench.context import open_store, print_json
-    from workbench.tables import render_table
+    from workbench.context import emit, open_store
 
     settings = DetectorSettings()
     if args.min_repeats is not None:
@@ -222,23 +219,22 @@ def nplus1_cmd(args: argparse.Namespace) -> int:
         ids = [resolve_trace_id(store, args.trace)] if args.trace else trace_ids(store)
         for tid in ids:
             findings.extend(f.to_dict() for f in detect(load_trace(store, tid), settings))
-    if args.json:
-        print_json(findings)
-        return 0
-    if not findings:
-        print(f"no N+1, redundant or looping tool calls in {len(ids)} trace(s)")
-        return 0
-    print(render_table(
+    return emit(args, findings, _print_findings, empty=f"no N+1, redundant or looping tool calls in {len(ids)} trace(s)")
+
+
+def _print_findings(findings: list[dict]) -> None:
+    from workbench.tables import print_table
+
+    print_table(
         ["kind", "trace", "tool", "count", "total ms", "saved ms (est.)", "dispatch", "fingerprint"],
         [[f["kind"], f["trace_id"], _short(f["tool"], 40), f["count"],
           f["total_ms"] if f["total_ms"] is not None else "no timings", f["saved_ms_estimate"], f["dispatch"],
           f["fingerprint"]] for f in findings],
         right={3, 4, 5},
-    ))
+    )
     print()
     for f in findings:
         print(f"{f['kind']} {f['tool']} ×{f['count']} in {f['trace_id']}: {f['estimate_method']}")
-    return 0
 
 
 # ---- replay ----
@@ -247,28 +243,29 @@ def nplus1_cmd(args: argparse.Namespace) -> int:
 def replay_cmd(args: argparse.Namespace) -> int:
     from sessions.traces.replay import replay_trace
     from sessions.traces.store import load_trace
-    from workbench.context import load_engine, open_store, print_json
-    from workbench.tables import render_table
+    from workbench.context import emit, engine_for, open_store
 
     with open_store(args) as store:
         trace = load_trace(store, args.trace)
-        engine = load_engine(args, speculation=args.speculation)
+        engine = engine_for(args, speculation=args.speculation)
         try:
             result = replay_trace(store, engine, trace, max_tokens=args.max_tokens)
         finally:
             engine.close()
-    if args.json:
-        print_json(result.to_dict())
-        return 0
+    return emit(args, result.to_dict(), lambda _: _print_replay(result, trace))
+
+
+def _print_replay(result, trace) -> None:
+    from workbench.tables import print_table
+
     print(f"replayed trace {result.trace_id} on {result.model} ({result.backend}) as session {result.session_id}")
-    print(render_table(
+    print_table(
         ["step", "span", "orig ttft ms", "replay ttft ms", "orig e2e ms", "replay e2e ms", "prompt tok", "out tok", "finish"],
         [[s.step, s.span_id, s.original_ttft_ms, s.replayed_ttft_ms, s.original_e2e_ms, s.replayed_e2e_ms,
           s.prompt_tokens, s.output_tokens, s.finish_reason] for s in result.steps],
         right={2, 3, 4, 5, 6, 7},
-    ))
+    )
     if trace.has_timings is False:
         print(f"the original {trace.format} trace records no timings: its TTFT and e2e are shown as '-'")
     if result.skipped:
         print(f"{len(result.skipped)} LLM call(s) skipped: the trace kept no input for them")
-    return 0

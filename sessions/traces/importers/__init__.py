@@ -25,8 +25,6 @@ from sessions.traces.model import Trace, TraceFormatError
 # Detection order matters: the most specific shapes first, plain chat messages last.
 IMPORTERS = {m.NAME: m for m in (otlp, langfuse, swe_agent, tau_bench, langsmith, openhands, anthropic_messages, openai_chat)}
 FORMATS = tuple(IMPORTERS)
-# formats that never record times; the CLI says so instead of showing empty columns
-UNTIMED_FORMATS = ("openai", "anthropic", "tau-bench")
 
 
 class TraceImportError(SessionsError):

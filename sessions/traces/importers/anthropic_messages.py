@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.traces.importers.common import as_list, build_from_messages, need, text_of
+from engine.types import flatten_content
+from sessions.traces.importers.common import as_list, build_from_messages, need
 from sessions.traces.model import Message, ToolCall, Trace, TraceFormatError
 
 NAME = "anthropic"
@@ -42,7 +43,7 @@ def parse(doc: Any) -> list[Trace]:
     if isinstance(doc, dict):
         msgs = _convert(need(doc, "messages", "$", list), "$.messages")
         if doc.get("system"):
-            msgs.insert(0, Message("system", text_of(doc["system"])))
+            msgs.insert(0, Message("system", flatten_content(doc["system"])))
         return [build_from_messages(Trace("", NAME, "messages"), msgs, model=doc.get("model"))]
     return [build_from_messages(Trace("", NAME, "messages"), _convert(doc, "$"))]
 
@@ -67,7 +68,7 @@ def _convert(raw: list, where: str) -> list[Message]:
             elif kind == "tool_use":
                 calls.append(ToolCall(need(b, "id", bw, str), need(b, "name", bw, str), b.get("input", {})))
             elif kind == "tool_result":
-                out.append(Message("tool", text_of(b.get("content")), tool_call_id=need(b, "tool_use_id", bw, str)))
+                out.append(Message("tool", flatten_content(b.get("content")), tool_call_id=need(b, "tool_use_id", bw, str)))
         if texts or calls:
             out.append(Message(role, "\n".join(texts), calls))
     return out
@@ -83,7 +84,7 @@ def _from_pairs(pairs: list, where0: str = "") -> Trace:
         resp = need(p, "response", w, dict)
         msgs = _convert(need(req, "messages", f"{w}.request", list), f"{w}.request.messages")
         if req.get("system"):
-            msgs.insert(0, Message("system", text_of(req["system"])))
+            msgs.insert(0, Message("system", flatten_content(req["system"])))
         reply = _convert([{"role": "assistant", "content": as_list(resp.get("content"), f"{w}.response.content")}], f"{w}.response")
         if not reply:
             raise TraceFormatError(f"{w}.response.content", "no text or tool_use block")

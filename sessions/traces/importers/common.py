@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from engine.types import flatten_content
 from sessions.traces import fastjson
 from sessions.traces.model import (
     INPUT_TOKENS,
@@ -89,29 +90,6 @@ def as_list(obj: Any, where: str) -> list:
     return obj
 
 
-def text_of(content: Any) -> str:
-    """Message content as text: a string, or the text parts of a content-part list."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        out = []
-        for part in content:
-            if isinstance(part, str):
-                out.append(part)
-            elif isinstance(part, dict):
-                t = part.get("text", part.get("content"))
-                if isinstance(t, str):
-                    out.append(t)
-                elif t is not None:
-                    out.append(text_of(t))
-        return "\n".join(out)
-    if isinstance(content, dict):
-        return text_of(content.get("text", content.get("content", json.dumps(content))))
-    return str(content)
-
-
 def parse_arguments(raw: Any) -> Any:
     """OpenAI sends arguments as a JSON string; keep the parsed object when it parses."""
     if isinstance(raw, str):
@@ -142,7 +120,7 @@ def openai_message(m: Any, where: str) -> Message:
     if m.get("function_call"):  # the pre-tools shape
         fc = m["function_call"]
         calls.append(ToolCall(None, need(fc, "name", f"{where}.function_call", str), parse_arguments(fc.get("arguments"))))
-    return Message(role, text_of(m.get("content")), calls, m.get("tool_call_id"), m.get("name"))
+    return Message(role, flatten_content(m.get("content")), calls, m.get("tool_call_id"), m.get("name"))
 
 
 def build_from_messages(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.traces.importers.common import REQUESTED_BY, need, parse_time_ns, text_of
+from engine.types import flatten_content
+from sessions.traces.importers.common import REQUESTED_BY, need, parse_time_ns
 from sessions.traces.model import (
     INPUT_TOKENS,
     OPERATION,
@@ -52,7 +53,7 @@ def parse(doc: Any) -> list[Trace]:
             span = by_action.get(e.get("cause"))
             kind = e["observation"]
             if span is not None and span.tool_call is not None:
-                span.tool_call.result = text_of(e.get("content"))
+                span.tool_call.result = flatten_content(e.get("content"))
                 span.end_ns = ts
                 span.status = "error" if kind == "error" else "ok"
                 messages.append(Message("tool", span.tool_call.result, tool_call_id=span.tool_call.call_id))
@@ -62,7 +63,7 @@ def parse(doc: Any) -> list[Trace]:
             continue
         args = e.get("args") if isinstance(e.get("args"), dict) else {}
         if action == "message":
-            messages.append(Message("user" if e["source"] == "user" else "assistant", text_of(args.get("content", e.get("message")))))
+            messages.append(Message("user" if e["source"] == "user" else "assistant", flatten_content(args.get("content", e.get("message")))))
             continue
         meta = e.get("tool_call_metadata") if isinstance(e.get("tool_call_metadata"), dict) else {}
         llm = _llm_span(meta, spans, llm_by_response, messages, e)
@@ -102,7 +103,7 @@ def _llm_span(meta: dict, spans: list[Span], seen: dict[str, Span], messages: li
     if usage.get("completion_tokens") is not None:
         attrs[OUTPUT_TOKENS] = usage["completion_tokens"]
     thought = e.get("args", {}).get("thought") if isinstance(e.get("args"), dict) else None
-    out = Message("assistant", text_of(thought))
+    out = Message("assistant", flatten_content(thought))
     span = Span(f"s{len(spans)}", "llm", "chat", "root", len(spans), attributes=attrs, status="ok",
                 input_upto=len(messages), output_messages=[out])
     messages.append(out)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.traces.importers.common import openai_message, parse_arguments, text_of
+from engine.types import flatten_content
+from sessions.traces.importers.common import openai_message, parse_arguments
 from sessions.traces.model import Message, Span, ToolCall
 
 # LangChain message types -> chat roles
@@ -30,12 +31,12 @@ def one_message(m: Any, where: str) -> Message | None:
             if not isinstance(p, dict):
                 continue
             if p.get("type") == "text":
-                texts.append(text_of(p.get("content")))
+                texts.append(flatten_content(p.get("content")))
             elif p.get("type") == "tool_call":
                 calls.append(ToolCall(p.get("id"), str(p.get("name")), parse_arguments(p.get("arguments"))))
             elif p.get("type") == "tool_call_response":
                 call_id = p.get("id")
-                texts.append(text_of(p.get("response") if isinstance(p.get("response"), str) else str(p.get("response"))))
+                texts.append(flatten_content(p.get("response") if isinstance(p.get("response"), str) else str(p.get("response"))))
         return Message(m["role"], "\n".join(texts), calls, call_id)
     if "role" in m:
         return openai_message(m, where)
@@ -44,7 +45,7 @@ def one_message(m: Any, where: str) -> Message | None:
 
 def _lc(kw: dict, role: str) -> Message:
     calls = [ToolCall(c.get("id"), str(c.get("name")), c.get("args")) for c in kw.get("tool_calls") or [] if isinstance(c, dict)]
-    return Message(role, text_of(kw.get("content")), calls, kw.get("tool_call_id"))
+    return Message(role, flatten_content(kw.get("content")), calls, kw.get("tool_call_id"))
 
 
 def chat_messages(payload: Any, where: str) -> list[Message] | None:
@@ -95,7 +96,7 @@ def output_messages(payload: Any, where: str) -> list[Message]:
         for i, m in enumerate(payload):
             out.extend(output_messages(m, f"{where}[{i}]"))
         return out
-    return [Message("assistant", text_of(payload))]
+    return [Message("assistant", flatten_content(payload))]
 
 
 def order_spans(spans: list[Span]) -> list[Span]:

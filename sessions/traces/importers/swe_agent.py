@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.traces.importers.common import REQUESTED_BY, as_list, need, openai_message, text_of
+from engine.types import flatten_content
+from sessions.traces.importers.common import REQUESTED_BY, as_list, need, openai_message
 from sessions.traces.model import OPERATION, REQUEST_MODEL, TOOL_NAME, Message, Span, ToolCall, Trace, TraceFormatError
 
 NAME = "swe-agent"
@@ -34,7 +35,7 @@ def parse(doc: Any) -> list[Trace]:
         if model:
             attrs[REQUEST_MODEL] = model
         llm = Span(f"s{len(spans)}", "llm", "chat", "root", len(spans), attributes=attrs, status="ok",
-                   output_messages=[Message("assistant", text_of(step.get("response") or step.get("thought")))])
+                   output_messages=[Message("assistant", flatten_content(step.get("response") or step.get("thought")))])
         if isinstance(step.get("query"), list):  # SWE-agent >= 1.1 keeps what the LM was shown
             llm.input_messages = [_history_message(m, f"{w}.query[{j}]") for j, m in enumerate(step["query"])]
         elif k < len(assistant_at):
@@ -44,7 +45,7 @@ def parse(doc: Any) -> list[Trace]:
         if not command:
             continue
         tool = command.split()[0]
-        call = ToolCall(None, tool, {"command": command}, text_of(step.get("observation")))
+        call = ToolCall(None, tool, {"command": command}, flatten_content(step.get("observation")))
         dur = step.get("execution_time")
         if dur is not None and not isinstance(dur, (int, float)):
             raise TraceFormatError(f"{w}.execution_time", f"expected seconds as a number, got {dur!r}")
@@ -60,4 +61,4 @@ def _history_message(m: Any, where: str) -> Message:
     if isinstance(m, dict) and "tool_calls" in m and m.get("tool_calls"):
         return openai_message(m, where)
     role = need(m, "role", where, str)
-    return Message(role, text_of(m.get("content")))
+    return Message(role, flatten_content(m.get("content")))
