@@ -18,13 +18,13 @@ from textual.worker import Worker, WorkerState
 from engine.types import RequestFinished, RequestStarted, StepEvent, TokenEvent
 from panels.budget_panel import BudgetPanel
 from panels.cache_panel import CachePanel
-from panels.chat import ChatPanel
+from panels.chat_panel import ChatPanel
 from panels.engine_panel import EnginePanel
-from panels.latency import LatencyPanel
+from panels.latency_panel import LatencyPanel
 from panels.messages import (SweepLoaded, BudgetComputed, CachedReply, EngineReady, PromptSubmitted, SessionLoaded, SessionSelected,
                              SessionsListed, TraceLoaded, TracesListed)
 from panels.prefix_panel import PrefixPanel
-from panels.sessions_list import SessionsPanel
+from panels.sessions_panel import SessionsPanel
 from panels.spec_panel import SpecPanel
 from panels.trace_inspector import TraceInspector
 from workbench.services import ChatService

@@ -6,9 +6,9 @@ import duckdb
 import pytest
 from textual.widgets import Digits, Input
 
-from panels.chat import ChatPanel
-from panels.latency import LatencyPanel
-from panels.sessions_list import SessionsPanel
+from panels.chat_panel import ChatPanel
+from panels.latency_panel import LatencyPanel
+from panels.sessions_panel import SessionsPanel
 from workbench.app import WorkbenchApp
 from workbench.config import DEFAULTS
 

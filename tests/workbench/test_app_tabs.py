@@ -9,7 +9,8 @@ from textual.widgets import DataTable, Static, TabbedContent, Tree
 
 from panels.budget_panel import BudgetPanel
 from panels.cache_panel import CachePanel
-from panels.chat import ChatMessage, ChatPanel
+from panels.chat_message import ChatMessage
+from panels.chat_panel import ChatPanel
 from panels.messages import PromptSubmitted
 from panels.trace_inspector import TraceInspector
 from sessions.store import Store
