@@ -25,6 +25,11 @@ class ChatPanel(Widget):
         yield VerticalScroll(id="chat-log")
         yield Input(placeholder="Ask the model…  (enter to send, esc to stop)", id="prompt")
 
+    def focus(self, scroll_visible: bool = True) -> ChatPanel:
+        """The panel itself takes no focus: its prompt box does."""
+        self.query_one("#prompt", Input).focus(scroll_visible)
+        return self
+
     @property
     def log(self) -> VerticalScroll:
         return self.query_one("#chat-log", VerticalScroll)

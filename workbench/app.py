@@ -12,7 +12,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from engine.types import RequestFinished, RequestStarted, StepEvent, TokenEvent
@@ -22,11 +23,12 @@ from panels.chat_panel import ChatPanel
 from panels.engine_panel import EnginePanel
 from panels.latency_panel import LatencyPanel
 from panels.messages import (SweepLoaded, BudgetComputed, CachedReply, EngineReady, PromptSubmitted, SessionLoaded, SessionSelected,
-                             SessionsListed, TraceLoaded, TracesListed)
+                             SessionsListed, TraceLoaded, TraceSelected, TracesListed)
 from panels.prefix_panel import PrefixPanel
 from panels.sessions_panel import SessionsPanel
 from panels.spec_panel import SpecPanel
 from panels.trace_inspector import TraceInspector
+from panels.traces_panel import TracesPanel
 from workbench.services import ChatService
 
 
@@ -87,9 +89,7 @@ class WorkbenchApp(App):
                         yield LatencyPanel(id="latency-panel")
                         yield EnginePanel(id="engine-panel")
             with TabPane("Traces", id="tab-traces"):
-                table: DataTable = DataTable(id="traces-table", cursor_type="row", zebra_stripes=True)
-                table.add_columns("imported", "format", "name", "spans", "llm", "tools", "duration", "id")
-                yield table
+                yield TracesPanel(id="traces-panel")
                 yield TraceInspector(id="trace-inspector")
             with TabPane("Budget", id="tab-budget"):
                 yield Static("no chat yet: the budget of each call appears after a reply", id="budget-status")
@@ -108,7 +108,7 @@ class WorkbenchApp(App):
         hz = float(self.config_data["ui"]["refresh_hz"])
         self.set_interval(1.0 / hz, self.drain_events)
         self.start_services()
-        self.query_one("#prompt").focus()
+        self.query_one(ChatPanel).focus()
 
     # ---- workers ----
     @work(thread=True, exclusive=True, group="startup", exit_on_error=False)
@@ -325,24 +325,15 @@ class WorkbenchApp(App):
             else "greedy replies are cached and looked up before the engine is asked"))
 
     def on_traces_listed(self, message: TracesListed) -> None:
-        table = self.query_one("#traces-table", DataTable)
-        table.clear()
-        for r in message.rows:
-            when = r["imported_at"].strftime("%m-%d %H:%M") if r.get("imported_at") else "-"
-            dur = "no timings" if r.get("duration_ms") is None else f"{r['duration_ms']:.0f} ms"
-            table.add_row(when, r["format"], (r.get("name") or "")[:40], r["spans"], r["llm_calls"], r["tool_calls"],
-                          dur, r["id"], key=r["id"])
+        self.query_one(TracesPanel).set_rows(message.rows)
         inspector = self.query_one(TraceInspector)
         if message.rows and inspector.trace is None:
             self.load_trace(message.rows[0]["id"])
         elif not message.rows:
-            inspector.query_one("#ti-header", Static).update("no traces imported: run `workbench import FILE...`")
+            inspector.set_header("no traces imported: run `workbench import FILE...`")
 
-    @on(DataTable.RowSelected, "#traces-table")
-    def trace_selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        if event.row_key.value:
-            self.load_trace(str(event.row_key.value))
+    def on_trace_selected(self, message: TraceSelected) -> None:
+        self.load_trace(message.trace_id)
 
     def on_trace_loaded(self, message: TraceLoaded) -> None:
         self.query_one(TraceInspector).set_trace(message.trace, message.findings)
@@ -446,7 +437,7 @@ class WorkbenchApp(App):
         self.query_one(LatencyPanel).reset_reply()
         self.session_ttft_ms, self.session_tokens, self.session_gen_s = [], 0, 0.0
         self.query_one(LatencyPanel).set_session_stats(None, None, None, 0)
-        self.query_one("#prompt").focus()
+        self.query_one(ChatPanel).focus()
 
     def action_cancel_reply(self) -> None:
         if self.service.cancel():
@@ -462,12 +453,12 @@ class WorkbenchApp(App):
             self.notify("last reply copied")
 
     def action_focus_sessions(self) -> None:
-        self.show_tab("tab-chat", "#sessions-table")
+        self.show_tab("tab-chat", SessionsPanel)
 
     def action_focus_prompt(self) -> None:
-        self.show_tab("tab-chat", "#prompt")
+        self.show_tab("tab-chat", ChatPanel)
 
-    def show_tab(self, pane: str, focus: str | None = None) -> None:
+    def show_tab(self, pane: str, focus: type[Widget] | None = None) -> None:
         # Blur first: a focused widget in the pane being hidden hands focus to a sibling in that
         # same pane, whose TabPane.Focused would switch straight back.
         self.screen.set_focus(None)
@@ -476,13 +467,13 @@ class WorkbenchApp(App):
             self.query_one(focus).focus()
 
     def action_tab_chat(self) -> None:
-        self.show_tab("tab-chat", "#prompt")
+        self.show_tab("tab-chat", ChatPanel)
 
     def action_tab_traces(self) -> None:
-        self.show_tab("tab-traces", "#traces-table")
+        self.show_tab("tab-traces", TracesPanel)
 
     def action_tab_budget(self) -> None:
-        self.show_tab("tab-budget", "#bp-scroll")
+        self.show_tab("tab-budget", BudgetPanel)
 
     def action_tab_cache(self) -> None:
         self.show_tab("tab-cache")
