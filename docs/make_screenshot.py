@@ -28,11 +28,11 @@ async def main() -> None:
             while not app.engine_ready:
                 await pilot.pause(0.05)
             for prompt in ("What is a GGUF file?", "Name three uses of DuckDB."):
-                app.last_result = None
+                app.chat.last_result = None
                 app.query_one("#prompt", Input).value = prompt
                 app.query_one("#prompt", Input).focus()
                 await pilot.press("enter")
-                while app.last_result is None:
+                while app.chat.last_result is None:
                     await pilot.pause(0.05)
             await pilot.pause(0.5)
             app.save_screenshot(filename="screenshot.svg", path=str(HERE))

@@ -36,11 +36,11 @@ async def run(max_tokens: int) -> dict:
             app.query_one("#prompt", Input).value = "Write a long, detailed story about a lighthouse keeper."
             app.query_one("#prompt", Input).focus()
             await pilot.press("enter")
-            while app.last_result is None:
+            while app.chat.last_result is None:
                 # plain sleep: pilot.pause() waits for every widget's queue to drain, work a real
                 # terminal session never does, and its own cost showed up as stalls here
                 await asyncio.sleep(0.05)
-            m = app.last_result.metrics
+            m = app.chat.last_result.metrics
         app.service.close()
     # the stream: from the first token to the end of the reply (same clock as the engine's stamps)
     during = [t for t in ticks if m.first_token_ns <= t <= m.finished_ns]

@@ -41,9 +41,9 @@ async def test_chat_streams_reply_shows_ttft_and_records(db_path):
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_until(pilot, lambda: app.engine_ready)
         await send(pilot, app, "Name a color")
-        await wait_until(pilot, lambda: app.last_result is not None)
+        await wait_until(pilot, lambda: app.chat.last_result is not None)
         await pilot.pause(0.1)
-        result = app.last_result
+        result = app.chat.last_result
         chat = app.query_one(ChatPanel)
         assert result.text and chat.last_reply == result.text
         ttft_ms = result.metrics.ttft_s * 1e3
@@ -68,8 +68,8 @@ async def test_escape_stops_reply_and_keeps_it_then_reopen_session(db_path):
         await send(pilot, app, "Write a long story about a ship")
         await wait_until(pilot, lambda: len(app.query_one(ChatPanel).last_reply) > 10)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: app.last_result is not None)
-        partial = app.last_result
+        await wait_until(pilot, lambda: app.chat.last_result is not None)
+        partial = app.chat.last_result
         assert partial.finish_reason == "cancelled" and partial.text
         sid = app.service.session_id
         app.service.recorder.flush()

@@ -39,10 +39,10 @@ def _app(db_path, cfg):
 
 
 async def _reply(pilot, app, text):
-    app.last_result = None
+    app.chat.last_result = None
     await send(pilot, app, text)
-    await wait_until(pilot, lambda: app.last_result is not None)
-    await wait_until(pilot, lambda: not app.awaiting_reply)
+    await wait_until(pilot, lambda: app.chat.last_result is not None)
+    await wait_until(pilot, lambda: not app.chat.awaiting_reply)
 
 
 async def test_traces_tab_shows_imported_trace_with_nplus1_highlighted(db_path):
@@ -91,9 +91,9 @@ async def test_budget_tab_bar_total_is_the_recorded_prompt_tokens(db_path):
         assert call["context_window"] == app.service.engine.backend.context_window
         assert f"{call['total_tokens']:>7} · free" in panel.rows[0].plain
         # a reply that finishes while the tab shows refreshes it
-        app.last_result = None
+        app.chat.last_result = None
         app.post_message(PromptSubmitted("Name another color"))
-        await wait_until(pilot, lambda: app.last_result is not None)
+        await wait_until(pilot, lambda: app.chat.last_result is not None)
         assert app.active_tab == "tab-budget"
         await wait_until(pilot, lambda: len(panel.calls) == 2)
         calls = panel.calls
@@ -140,18 +140,18 @@ async def test_repeated_prompt_is_answered_from_semantic_cache(db_path, wb):
         await wait_until(pilot, lambda: app.engine_ready)
         app.service.engine.add_listener(lambda ev: started.append(ev) if type(ev).__name__ == "RequestStarted" else None)
         await _reply(pilot, app, "What is the capital of France?")
-        answer = app.last_result.text
+        answer = app.chat.last_result.text
         await wait_until(pilot, lambda: app.service.cache.stats()["stores"] == 1)
         first_sid = app.service.session_id
         await pilot.press("ctrl+n")
-        app.last_result = None
+        app.chat.last_result = None
         await send(pilot, app, "What is the capital of France?")
-        await wait_until(pilot, lambda: app.last_cached is not None)
+        await wait_until(pilot, lambda: app.chat.last_cached is not None)
         await pilot.pause(0.2)
-        assert app.last_result is None and len(started) == 1  # the engine got no second request
+        assert app.chat.last_result is None and len(started) == 1  # the engine got no second request
         msg = [m for m in app.query_one(ChatPanel).log.query(ChatMessage) if m.role == "assistant"][-1]
         assert msg.cached and msg.text == answer and "cached · similarity" in msg.note
-        assert app.last_cached.similarity >= app.service.cache.config.threshold
+        assert app.chat.last_cached.similarity >= app.service.cache.config.threshold
         await pilot.press("f8")
         cache_panel = app.query_one(CachePanel)
         await wait_until(pilot, lambda: cache_panel.stats.get("hits") == 1)
@@ -183,7 +183,7 @@ async def test_engine_tab_shows_the_speculation_decision_and_each_reply_prefix_r
         await pilot.press("f9")
         await wait_until(pilot, lambda: app.query_one("#tabs", TabbedContent).active == "tab-engine")
         await wait_until(pilot, lambda: app.query_one(PrefixPanel).rows != [])
-        assert [rid for rid, _ in app.query_one(PrefixPanel).rows] == [app.last_result.request_id]
+        assert [rid for rid, _ in app.query_one(PrefixPanel).rows] == [app.chat.last_result.request_id]
         # llama.cpp keeps speculation off and says why; the panel shows that reason
         reason = app.service.engine.stats()["speculation_reason"]
         assert reason and reason[:40] in str(app.query_one(SpecPanel).render())
