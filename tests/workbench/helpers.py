@@ -21,9 +21,18 @@ async def wait_for(pilot: Pilot, predicate: Callable[[], object], timeout: float
         await pilot.pause()
 
 
-async def settle(pilot: Pilot) -> None:
-    """Every worker started so far has finished, and the messages they posted are handled."""
-    await pilot.app.workers.wait_for_complete()
+async def settle(pilot: Pilot, timeout: float = 120.0) -> None:
+    """No worker is left, a worker started by another one included, and what they posted is handled."""
+    workers = pilot.app.workers
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while workers:
+        left = end - loop.time()
+        try:
+            await asyncio.wait_for(workers.wait_for_complete(), timeout=max(left, 0.01))
+        except TimeoutError:
+            raise AssertionError(f"workers still running after {timeout:g} s: {[w.name for w in workers]}") from None
+        await pilot.pause()  # their done-callbacks take them off the list
     await pilot.pause()
 
 
