@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from textual.widgets import Input  # noqa: E402
 
-from tests.workbench.helpers import wait_for  # noqa: E402
+from tests.workbench.helpers import settle, wait_for  # noqa: E402
 from workbench.app import WorkbenchApp  # noqa: E402
 from workbench.config import DEFAULTS  # noqa: E402
 
@@ -41,6 +41,7 @@ async def run(max_tokens: int) -> dict:
                 # terminal session never does, and its own cost showed up as stalls here
                 await asyncio.sleep(0.05)
             m = app.chat.last_result.metrics
+            await settle(pilot)  # leaving while a worker still posts (the sessions list) failed the run
         app.service.close()
     # the stream: from the first token to the end of the reply (same clock as the engine's stamps)
     during = [t for t in ticks if m.first_token_ns <= t <= m.finished_ns]
