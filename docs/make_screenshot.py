@@ -15,6 +15,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from textual.widgets import Input  # noqa: E402
 
+from tests.workbench.helpers import settle, wait_for  # noqa: E402
 from workbench.app import WorkbenchApp  # noqa: E402
 from workbench.config import DEFAULTS  # noqa: E402
 
@@ -25,16 +26,14 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         app = WorkbenchApp(db_path=str(Path(d) / "shot.duckdb"), model="smollm2-135m", backend="llamacpp", config=cfg)
         async with app.run_test(size=(150, 40)) as pilot:
-            while not app.engine_ready:
-                await pilot.pause(0.05)
+            await wait_for(pilot, lambda: app.engine_ready, timeout=300, what="the model to load")
             for prompt in ("What is a GGUF file?", "Name three uses of DuckDB."):
-                app.last_result = None
+                app.chat.last_result = None
                 app.query_one("#prompt", Input).value = prompt
                 app.query_one("#prompt", Input).focus()
                 await pilot.press("enter")
-                while app.last_result is None:
-                    await pilot.pause(0.05)
-            await pilot.pause(0.5)
+                await wait_for(pilot, lambda: app.chat.last_result is not None, timeout=300, what="the reply")
+            await settle(pilot)  # the sessions list and the semantic cache have caught up
             app.save_screenshot(filename="screenshot.svg", path=str(HERE))
         app.service.close()
 

@@ -89,6 +89,11 @@ class BudgetPanel(Widget):
             yield Static("", id="bp-warnings")
             yield Static("", id="bp-policy")
 
+    def focus(self, scroll_visible: bool = True) -> BudgetPanel:
+        """The panel itself takes no focus: its scrolling bars do."""
+        self.query_one("#bp-scroll", VerticalScroll).focus(scroll_visible)
+        return self
+
     def on_mount(self) -> None:
         if self.calls:
             self.set_budget(self.calls)

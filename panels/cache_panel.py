@@ -37,11 +37,7 @@ class CachePanel(Static):
     """Call `update_stats(stats)` from the UI thread (e.g. on the app's refresh timer)."""
 
     DEFAULT_CSS = """
-    CachePanel {
-        height: auto;
-        padding: 0 1;
-        border: round $primary;
-    }
+    CachePanel { height: auto; }
     """
 
     def __init__(self, stats: dict[str, Any] | None = None, **kwargs: Any):

@@ -63,6 +63,14 @@ class TracesListed(Message):
         super().__init__()
 
 
+class TraceSelected(Message):
+    """The user picked an imported trace to open in the inspector."""
+
+    def __init__(self, trace_id: str) -> None:
+        self.trace_id = trace_id
+        super().__init__()
+
+
 class TraceLoaded(Message):
     """One trace (sessions.traces.store.get_trace) with its N+1 / redundant / loop findings."""
 

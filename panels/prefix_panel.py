@@ -45,11 +45,7 @@ class PrefixPanel(Static):
     from RequestFinished events (result.metrics.prefix_report) or `sessions.queries.get_session`."""
 
     DEFAULT_CSS = """
-    PrefixPanel {
-        height: auto;
-        padding: 0 1;
-        border: round $primary;
-    }
+    PrefixPanel { height: auto; }
     """
 
     def __init__(self, rows: list[tuple[str, dict[str, Any] | None]] | None = None, **kwargs: Any):

@@ -49,11 +49,7 @@ class SpecPanel(Static):
     """Call `update_stats(engine_stats)` on the app's refresh timer and `update_grid(rows)` after a sweep."""
 
     DEFAULT_CSS = """
-    SpecPanel {
-        height: auto;
-        padding: 0 1;
-        border: round $primary;
-    }
+    SpecPanel { height: auto; }
     """
 
     def __init__(self, stats: dict[str, Any] | None = None, grid: list[dict[str, Any]] | None = None, **kwargs: Any):

@@ -72,14 +72,17 @@ class TraceInspector(Widget):
             self.set_trace(self.trace, self.findings)
 
     # ---- data in ----
+    def set_header(self, text: str) -> None:
+        """A line above the tree, e.g. why there is no trace to show."""
+        self.query_one("#ti-header", Static).update(Text(text))
+
     def set_trace(self, trace: dict[str, Any], findings: list[dict[str, Any]] | None = None) -> None:
         self.trace = trace
         self.findings = [f for f in (findings or []) if f.get("trace_id") in (None, trace.get("id"))]
         self.flagged = {sid: f["kind"] for f in self.findings for sid in f["span_ids"]}
         n = len(self.findings)
         timing = "" if trace.get("has_timings") else " · no timings in this format"
-        self.query_one("#ti-header", Static).update(Text(
-            f"{trace.get('id')} · {trace.get('format')} · {len(trace.get('spans', []))} spans · {n} finding(s){timing}"))
+        self.set_header(f"{trace.get('id')} · {trace.get('format')} · {len(trace.get('spans', []))} spans · {n} finding(s){timing}")
         self.rebuild()
 
     def set_filters(self, kind: str | None = None, tool: str = "") -> None:

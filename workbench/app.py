@@ -1,36 +1,38 @@
-"""The Textual app: a Chat tab (sessions | chat | latency + engine), Traces, Budget and Cache tabs.
-Model, DuckDB and embedding work runs in thread workers; panels are fed from a buffer drained on a timer."""
+"""The Textual app: a Chat tab (sessions | chat | latency + engine), Traces, Budget, Cache and Engine
+tabs. Model, DuckDB and embedding work runs in thread workers; the chat stream is the ChatController's."""
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any, Iterable
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from engine.types import RequestFinished, RequestStarted, StepEvent, TokenEvent
 from panels.budget_panel import BudgetPanel
 from panels.cache_panel import CachePanel
-from panels.chat import ChatPanel
+from panels.chat_panel import ChatPanel
 from panels.engine_panel import EnginePanel
-from panels.latency import LatencyPanel
+from panels.latency_panel import LatencyPanel
 from panels.messages import (SweepLoaded, BudgetComputed, CachedReply, EngineReady, PromptSubmitted, SessionLoaded, SessionSelected,
-                             SessionsListed, TraceLoaded, TracesListed)
+                             SessionsListed, TraceLoaded, TraceSelected, TracesListed)
 from panels.prefix_panel import PrefixPanel
-from panels.sessions_list import SessionsPanel
+from panels.sessions_panel import SessionsPanel
 from panels.spec_panel import SpecPanel
 from panels.trace_inspector import TraceInspector
+from panels.traces_panel import TracesPanel
+from workbench.chat_controller import ChatController
 from workbench.services import ChatService
 
 
 class WorkbenchApp(App):
+    chat: ChatController  # the chat stream; built in on_mount, once its panels exist
+
     TITLE = "inference-workbench"
     CSS_PATH = "app.tcss"
     BINDINGS = [
@@ -59,20 +61,8 @@ class WorkbenchApp(App):
             self.set_keymap(keymap)
         self.service = ChatService(db_path=db_path, model=model, backend=backend, config=self.config_data)
         self.engine_ready = False
-        self.last_result = None
-        self.stream_started_ns: int | None = None
-        self.first_token_seen = False
-        self.last_token_ns: int | None = None
-        self.session_ttft_ms: list[float] = []
-        self.session_tokens = 0
-        self.session_gen_s = 0.0
         self.load_error: str | None = None
-        self.awaiting_reply = False  # a turn is with the cache or the engine
-        self.last_cached: CachedReply | None = None
-        self.pending_steps: list[StepEvent] = []  # for the engine panel while its tab is hidden
         self.stale: set[str] = {"tab-traces", "tab-budget", "tab-cache", "tab-engine"}  # tabs to refresh when shown
-        self.prefix_rows: list[tuple[str, dict | None]] = []  # (request id, prefix report) of this chat
-        self.budget_rows: list[dict[str, Any]] = []
         _ = DEFAULTS
 
     # ---- layout ----
@@ -87,9 +77,7 @@ class WorkbenchApp(App):
                         yield LatencyPanel(id="latency-panel")
                         yield EnginePanel(id="engine-panel")
             with TabPane("Traces", id="tab-traces"):
-                table: DataTable = DataTable(id="traces-table", cursor_type="row", zebra_stripes=True)
-                table.add_columns("imported", "format", "name", "spans", "llm", "tools", "duration", "id")
-                yield table
+                yield TracesPanel(id="traces-panel")
                 yield TraceInspector(id="trace-inspector")
             with TabPane("Budget", id="tab-budget"):
                 yield Static("no chat yet: the budget of each call appears after a reply", id="budget-status")
@@ -105,10 +93,12 @@ class WorkbenchApp(App):
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.service.model} · loading"
+        self.chat = ChatController(self.service, self.query_one(ChatPanel), self.query_one(LatencyPanel),
+                                   self.query_one(EnginePanel), chat_shown=lambda: self.active_tab == "tab-chat")
         hz = float(self.config_data["ui"]["refresh_hz"])
         self.set_interval(1.0 / hz, self.drain_events)
         self.start_services()
-        self.query_one("#prompt").focus()
+        self.query_one(ChatPanel).focus()
 
     # ---- workers ----
     @work(thread=True, exclusive=True, group="startup", exit_on_error=False)
@@ -182,10 +172,8 @@ class WorkbenchApp(App):
                 self.load_error = str(err)
                 self.query_one(EnginePanel).set_header(f"could not start: {err}")
                 self.sub_title = f"{self.service.model} · failed"
-            elif event.worker.group == "submit" and self.awaiting_reply and self.service.active is None:
-                self.awaiting_reply = False  # nothing was submitted: no reply will come
-                self.stream_started_ns = None
-                self.query_one(ChatPanel).end_reply("failed")
+            elif event.worker.group == "submit":
+                self.chat.submit_failed()
             self.notify(msg, title=f"{event.worker.group} failed", severity="error", timeout=8)
 
     # ---- messages ----
@@ -205,72 +193,35 @@ class WorkbenchApp(App):
         if not self.engine_ready:
             self.notify("the model is still loading" if not self.load_error else self.load_error, severity="warning")
             return
-        if self.awaiting_reply or (self.service.active is not None and not self.service.active.done):
+        if self.chat.awaiting_reply or self.chat.streaming:
             self.notify("a reply is still streaming; press esc to stop it", severity="warning")
             return
-        self.awaiting_reply = True
-        chat = self.query_one(ChatPanel)
-        chat.add_message("user", message.text)
-        chat.start_reply()
-        latency = self.query_one(LatencyPanel)
-        latency.reset_reply()
-        self.stream_started_ns = time.perf_counter_ns()
-        self.first_token_seen = False
-        self.last_token_ns = None
+        self.chat.begin(message.text)
         self.submit_prompt(message.text)
 
     def on_session_selected(self, message: SessionSelected) -> None:
-        if self.service.active is not None and not self.service.active.done:
+        if self.chat.streaming:
             self.notify("stop the current reply first (esc)", severity="warning")
             return
         self.load_session(message.session_id)
 
     def on_session_loaded(self, message: SessionLoaded) -> None:
-        from sessions.queries import session_summary
-
         s = message.session
         self.service.reopen(s)
-        chat = self.query_one(ChatPanel)
-        chat.clear()
-        reqs = {r["id"]: r for r in s["requests"]}
-        for m in s["messages"]:
-            if m["role"] == "system":
-                continue
-            note = ""
-            r = reqs.get(m.get("request_id") or "")
-            if r is not None:
-                note = _note(r.get("ttft_ms"), r.get("output_tokens"), r.get("status"))
-            cached = m.get("cache_entry_id") is not None
-            if cached:
-                note = _cached_note(m.get("cache_similarity"))
-            chat.add_message(m["role"], m["content"], note=note, cached=cached)
-        latency = self.query_one(LatencyPanel)
-        latency.reset_reply()
-        if s["requests"]:
-            last = s["requests"][-1]
-            latency.set_ttft(last.get("ttft_ms"))
-            latency.add_itl(last.get("itl_ms") or [])
-        self.session_ttft_ms = [r["ttft_ms"] for r in s["requests"] if r.get("ttft_ms") is not None]
-        summary = session_summary(s)
-        latency.set_session_stats(summary["p50_ttft_ms"], summary["p95_ttft_ms"], summary["output_tokens_per_s"], summary["requests"])
+        self.chat.show_session(s)
         self.notify(f"session {s['id']} reopened: {len(s['messages'])} messages")
         self.mark_stale("tab-budget")
 
     def on_cached_reply(self, message: CachedReply) -> None:
-        self.awaiting_reply = False
-        self.stream_started_ns = None
-        self.last_cached = message
-        self.query_one(ChatPanel).cached_reply(message.text, _cached_note(message.similarity))
-        self.query_one(LatencyPanel).set_ttft(None)
+        self.chat.cached(message)
         self.refresh_sessions()
         self.mark_stale("tab-budget", "tab-cache")
 
     # ---- the Traces, Budget and Cache tabs: refreshed when shown, never while hidden ----
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id
-        if pane == "tab-chat" and self.pending_steps:
-            self.query_one(EnginePanel).add_steps(self.pending_steps)
-            self.pending_steps = []
+        if pane == "tab-chat":
+            self.chat.show_pending_steps()
         if pane in self.stale:
             self.stale.discard(pane)
             self.refresh_tab(pane)
@@ -294,7 +245,7 @@ class WorkbenchApp(App):
         elif pane == "tab-engine":
             if self.service.engine is not None:
                 self.query_one(SpecPanel).update_stats(self.service.engine.stats())
-            self.query_one(PrefixPanel).update_reports(self.prefix_rows[-20:])
+            self.query_one(PrefixPanel).update_reports(self.chat.prefix_rows[-20:])
             self.load_sweep()
 
     @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
@@ -325,24 +276,15 @@ class WorkbenchApp(App):
             else "greedy replies are cached and looked up before the engine is asked"))
 
     def on_traces_listed(self, message: TracesListed) -> None:
-        table = self.query_one("#traces-table", DataTable)
-        table.clear()
-        for r in message.rows:
-            when = r["imported_at"].strftime("%m-%d %H:%M") if r.get("imported_at") else "-"
-            dur = "no timings" if r.get("duration_ms") is None else f"{r['duration_ms']:.0f} ms"
-            table.add_row(when, r["format"], (r.get("name") or "")[:40], r["spans"], r["llm_calls"], r["tool_calls"],
-                          dur, r["id"], key=r["id"])
+        self.query_one(TracesPanel).set_rows(message.rows)
         inspector = self.query_one(TraceInspector)
         if message.rows and inspector.trace is None:
             self.load_trace(message.rows[0]["id"])
         elif not message.rows:
-            inspector.query_one("#ti-header", Static).update("no traces imported: run `workbench import FILE...`")
+            inspector.set_header("no traces imported: run `workbench import FILE...`")
 
-    @on(DataTable.RowSelected, "#traces-table")
-    def trace_selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        if event.row_key.value:
-            self.load_trace(str(event.row_key.value))
+    def on_trace_selected(self, message: TraceSelected) -> None:
+        self.load_trace(message.trace_id)
 
     def on_trace_loaded(self, message: TraceLoaded) -> None:
         self.query_one(TraceInspector).set_trace(message.trace, message.findings)
@@ -350,7 +292,6 @@ class WorkbenchApp(App):
     def on_budget_computed(self, message: BudgetComputed) -> None:
         if message.session_id != self.service.session_id:
             return  # computed for a session the user has left since
-        self.budget_rows = message.rows
         cfg = self.service.budget_config
         caps = ", ".join(f"{k} {v}" for k, v in cfg.caps.items() if v) or "none"
         live = "applied to this chat" if cfg.apply_to_chat else "preview only (budget.apply_to_chat = false)"
@@ -360,93 +301,24 @@ class WorkbenchApp(App):
 
     # ---- the stream, drained at ui.refresh_hz ----
     def drain_events(self) -> None:
-        try:
-            latency = self.query_one(LatencyPanel)
-        except NoMatches:
-            return  # the timer can fire once more while the app shuts down
-        events = self.service.buffer.drain()
-        if not events:
-            if self.stream_started_ns is not None and not self.first_token_seen:
-                latency.waiting((time.perf_counter_ns() - self.stream_started_ns) / 1e6)
+        result = self.chat.drain()
+        if result is None:
             return
-        chat = self.query_one(ChatPanel)
-        active = self.service.active
-        rid = active.request_id if active is not None else None
-        text: list[str] = []
-        itl: list[float] = []
-        steps: list[StepEvent] = []
-        finished = None
-        with self.batch_update():
-            for ev in events:
-                if isinstance(ev, TokenEvent) and ev.request_id == rid:
-                    if ev.token_ids:
-                        if self.last_token_ns is not None:
-                            itl.append((ev.t_ns - self.last_token_ns) / 1e6)
-                        elif not self.first_token_seen:
-                            self.first_token_seen = True
-                            latency.set_ttft((ev.t_ns - active.metrics.arrival_ns) / 1e6)
-                        self.last_token_ns = ev.t_ns
-                    text.append(ev.text)
-                elif isinstance(ev, StepEvent):
-                    steps.append(ev)
-                elif isinstance(ev, RequestStarted):
-                    continue
-                elif isinstance(ev, RequestFinished) and ev.request_id == rid:
-                    finished = ev.result
-            if text:
-                chat.append_reply("".join(text))
-            latency.add_itl(itl)
-            if steps:
-                if self.active_tab == "tab-chat":
-                    self.query_one(EnginePanel).add_steps(steps)
-                else:  # caught up when the Chat tab shows again
-                    self.pending_steps = (self.pending_steps + steps)[-120:]
-            if finished is not None:
-                self._reply_done(finished)
-
-    def _reply_done(self, result) -> None:
-        self.awaiting_reply = False
-        m = result.metrics.to_dict()
-        self.last_result = result
-        self.service.finished(result.request_id, result.text)
-        chat = self.query_one(ChatPanel)
-        latency = self.query_one(LatencyPanel)
-        chat.end_reply(_note(m["ttft_ms"], m["output_tokens"], result.finish_reason, m["output_tokens_per_s"]))
-        latency.set_ttft(m["ttft_ms"])
-        if m["ttft_ms"] is not None:
-            self.session_ttft_ms.append(m["ttft_ms"])
-        if result.metrics.output_tokens > 1 and result.metrics.token_times_ns:
-            self.session_tokens += result.metrics.output_tokens - 1
-            self.session_gen_s += (result.metrics.token_times_ns[-1] - result.metrics.first_token_ns) / 1e9
-        from engine.types import percentile
-
-        latency.set_session_stats(
-            percentile(self.session_ttft_ms, 50), percentile(self.session_ttft_ms, 95),
-            self.session_tokens / self.session_gen_s if self.session_gen_s else None, len(self.session_ttft_ms),
-        )
-        self.stream_started_ns = None
-        if self.service.engine is not None:
-            self.query_one(EnginePanel).set_stats(self.service.engine.stats())
         if result.finish_reason == "error":
             self.notify(result.error or "the request failed", severity="error")
-        self.prefix_rows.append((result.request_id, getattr(result.metrics, "prefix_report", None)))
         self.refresh_sessions()
         self.mark_stale("tab-budget", "tab-cache", "tab-engine")
 
     # ---- actions ----
     def action_new_session(self) -> None:
-        if self.service.active is not None and not self.service.active.done:
+        if self.chat.streaming:
             self.notify("stop the current reply first (esc)", severity="warning")
             return
         self.service.new_session()
-        self.budget_rows = []
         self.query_one(BudgetPanel).set_budget([])
         self.query_one("#budget-status", Static).update("new chat: the budget of each call appears after a reply")
-        self.query_one(ChatPanel).clear()
-        self.query_one(LatencyPanel).reset_reply()
-        self.session_ttft_ms, self.session_tokens, self.session_gen_s = [], 0, 0.0
-        self.query_one(LatencyPanel).set_session_stats(None, None, None, 0)
-        self.query_one("#prompt").focus()
+        self.chat.new_session()
+        self.query_one(ChatPanel).focus()
 
     def action_cancel_reply(self) -> None:
         if self.service.cancel():
@@ -462,12 +334,12 @@ class WorkbenchApp(App):
             self.notify("last reply copied")
 
     def action_focus_sessions(self) -> None:
-        self.show_tab("tab-chat", "#sessions-table")
+        self.show_tab("tab-chat", SessionsPanel)
 
     def action_focus_prompt(self) -> None:
-        self.show_tab("tab-chat", "#prompt")
+        self.show_tab("tab-chat", ChatPanel)
 
-    def show_tab(self, pane: str, focus: str | None = None) -> None:
+    def show_tab(self, pane: str, focus: type[Widget] | None = None) -> None:
         # Blur first: a focused widget in the pane being hidden hands focus to a sibling in that
         # same pane, whose TabPane.Focused would switch straight back.
         self.screen.set_focus(None)
@@ -476,13 +348,13 @@ class WorkbenchApp(App):
             self.query_one(focus).focus()
 
     def action_tab_chat(self) -> None:
-        self.show_tab("tab-chat", "#prompt")
+        self.show_tab("tab-chat", ChatPanel)
 
     def action_tab_traces(self) -> None:
-        self.show_tab("tab-traces", "#traces-table")
+        self.show_tab("tab-traces", TracesPanel)
 
     def action_tab_budget(self) -> None:
-        self.show_tab("tab-budget", "#bp-scroll")
+        self.show_tab("tab-budget", BudgetPanel)
 
     def action_tab_cache(self) -> None:
         self.show_tab("tab-cache")
@@ -499,23 +371,6 @@ class WorkbenchApp(App):
         for b in self.BINDINGS:
             if isinstance(b, Binding) and b.action != "quit":
                 yield SystemCommand(b.description, b.tooltip or b.description, getattr(self, f"action_{b.action}"))
-
-
-def _cached_note(similarity: float | None) -> str:
-    return "cached" + (f" · similarity {similarity:.3f}" if similarity is not None else "") + " · not generated"
-
-
-def _note(ttft_ms, output_tokens, status, tps=None) -> str:
-    parts = []
-    if ttft_ms is not None:
-        parts.append(f"ttft {ttft_ms:.0f} ms")
-    if output_tokens:
-        parts.append(f"{output_tokens} tokens")
-    if tps:
-        parts.append(f"{tps:.1f} tok/s")
-    if status and status not in ("stop", "finished", "length"):
-        parts.append(status)
-    return " · ".join(parts)
 
 
 def run_app(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from textual.widgets import Input  # noqa: E402
 
+from tests.workbench.helpers import settle, wait_for  # noqa: E402
 from workbench.app import WorkbenchApp  # noqa: E402
 from workbench.config import DEFAULTS  # noqa: E402
 
@@ -30,17 +31,17 @@ async def run(max_tokens: int) -> dict:
         app = WorkbenchApp(db_path=str(Path(d) / "ui.duckdb"), model="smollm2-135m", backend="llamacpp", config=cfg)
         ticks: list[float] = []
         async with app.run_test(size=(160, 48)) as pilot:
-            while not app.engine_ready:
-                await pilot.pause(0.05)
+            await wait_for(pilot, lambda: app.engine_ready, timeout=300, what="the model to load")
             app.set_interval(0.01, lambda: ticks.append(time.perf_counter_ns()))
             app.query_one("#prompt", Input).value = "Write a long, detailed story about a lighthouse keeper."
             app.query_one("#prompt", Input).focus()
             await pilot.press("enter")
-            while app.last_result is None:
+            while app.chat.last_result is None:
                 # plain sleep: pilot.pause() waits for every widget's queue to drain, work a real
                 # terminal session never does, and its own cost showed up as stalls here
                 await asyncio.sleep(0.05)
-            m = app.last_result.metrics
+            m = app.chat.last_result.metrics
+            await settle(pilot)  # leaving while a worker still posts (the sessions list) failed the run
         app.service.close()
     # the stream: from the first token to the end of the reply (same clock as the engine's stamps)
     during = [t for t in ticks if m.first_token_ns <= t <= m.finished_ns]

@@ -1,14 +1,14 @@
 """The real Textual app on the embedded model, driven by Pilot."""
-import asyncio
 import copy
 
 import duckdb
 import pytest
-from textual.widgets import Digits, Input
+from textual.widgets import Digits
 
-from panels.chat import ChatPanel
-from panels.latency import LatencyPanel
-from panels.sessions_list import SessionsPanel
+from panels.chat_panel import ChatPanel
+from panels.latency_panel import LatencyPanel
+from panels.sessions_panel import SessionsPanel
+from tests.workbench.helpers import send, settle, wait_for
 from workbench.app import WorkbenchApp
 from workbench.config import DEFAULTS
 
@@ -21,29 +21,14 @@ def _config(max_tokens=16):
     return cfg
 
 
-async def wait_until(pilot, cond, timeout=120.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.05)
-
-
-async def send(pilot, app, text):
-    app.query_one("#prompt", Input).focus()
-    await pilot.press(*[("space" if c == " " else c) for c in text])
-    await pilot.press("enter")
-
-
 async def test_chat_streams_reply_shows_ttft_and_records(db_path):
     app = WorkbenchApp(db_path=db_path, model="smollm2-135m", backend="llamacpp", config=_config())
     async with app.run_test(size=(140, 40)) as pilot:
-        await wait_until(pilot, lambda: app.engine_ready)
+        await wait_for(pilot, lambda: app.engine_ready)
         await send(pilot, app, "Name a color")
-        await wait_until(pilot, lambda: app.last_result is not None)
-        await pilot.pause(0.1)
-        result = app.last_result
+        await wait_for(pilot, lambda: app.chat.last_result is not None)
+        await settle(pilot)
+        result = app.chat.last_result
         chat = app.query_one(ChatPanel)
         assert result.text and chat.last_reply == result.text
         ttft_ms = result.metrics.ttft_s * 1e3
@@ -52,7 +37,7 @@ async def test_chat_streams_reply_shows_ttft_and_records(db_path):
         assert len(lat.itl_ms) == result.metrics.output_tokens - 1
         assert lat.session_stats["requests"] == 1
         app.service.recorder.flush()
-        await wait_until(pilot, lambda: len(app.query_one(SessionsPanel).rows) == 1)
+        await wait_for(pilot, lambda: len(app.query_one(SessionsPanel).rows) == 1)
     app.service.close()
     con = duckdb.connect(db_path, read_only=True)
     assert con.execute("SELECT role, content FROM messages ORDER BY seq").fetchall()[-2:] == [("user", "Name a color"), ("assistant", result.text)]
@@ -64,20 +49,20 @@ async def test_chat_streams_reply_shows_ttft_and_records(db_path):
 async def test_escape_stops_reply_and_keeps_it_then_reopen_session(db_path):
     app = WorkbenchApp(db_path=db_path, model="smollm2-135m", backend="llamacpp", config=_config(max_tokens=1500))
     async with app.run_test(size=(140, 40)) as pilot:
-        await wait_until(pilot, lambda: app.engine_ready)
+        await wait_for(pilot, lambda: app.engine_ready)
         await send(pilot, app, "Write a long story about a ship")
-        await wait_until(pilot, lambda: len(app.query_one(ChatPanel).last_reply) > 10)
+        await wait_for(pilot, lambda: len(app.query_one(ChatPanel).last_reply) > 10)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: app.last_result is not None)
-        partial = app.last_result
+        await wait_for(pilot, lambda: app.chat.last_result is not None)
+        partial = app.chat.last_result
         assert partial.finish_reason == "cancelled" and partial.text
         sid = app.service.session_id
         app.service.recorder.flush()
         await pilot.press("ctrl+n")
         assert app.query_one(ChatPanel).last_reply == ""
-        await wait_until(pilot, lambda: len(app.query_one(SessionsPanel).rows) == 1)
+        await wait_for(pilot, lambda: len(app.query_one(SessionsPanel).rows) == 1)
         app.post_message(__import__("panels.messages", fromlist=["SessionSelected"]).SessionSelected(sid))
-        await wait_until(pilot, lambda: app.query_one(ChatPanel).last_reply == partial.text)
+        await wait_for(pilot, lambda: app.query_one(ChatPanel).last_reply == partial.text)
         assert app.service.session_id == sid
         assert app.query_one("#ttft-digits", Digits).value == f"{partial.metrics.ttft_s * 1e3:.0f}"
     app.service.close()
@@ -88,9 +73,9 @@ async def test_escape_stops_reply_and_keeps_it_then_reopen_session(db_path):
 async def test_quit_mid_stream_keeps_partial_reply(db_path):
     app = WorkbenchApp(db_path=db_path, model="smollm2-135m", backend="llamacpp", config=_config(max_tokens=1500))
     async with app.run_test(size=(140, 40)) as pilot:
-        await wait_until(pilot, lambda: app.engine_ready)
+        await wait_for(pilot, lambda: app.engine_ready)
         await send(pilot, app, "Write a long story about a cat")
-        await wait_until(pilot, lambda: len(app.query_one(ChatPanel).last_reply) > 10)
+        await wait_for(pilot, lambda: len(app.query_one(ChatPanel).last_reply) > 10)
         await pilot.press("ctrl+q")
     app.service.close()  # what run_app does after the app exits
     con = duckdb.connect(db_path, read_only=True)
@@ -107,14 +92,14 @@ async def test_every_binding_has_id_tooltip_and_palette_command(db_path):
             assert b.id and b.tooltip
             if b.action != "quit":
                 assert b.description in titles
-        await wait_until(pilot, lambda: app.engine_ready)
+        await wait_for(pilot, lambda: app.engine_ready)
     app.service.close()
 
 
 async def test_bad_model_path_exits_with_one_line(tmp_path, db_path):
     app = WorkbenchApp(db_path=db_path, model=str(tmp_path / "missing.gguf"), backend="auto", config=_config())
     async with app.run_test() as pilot:
-        await wait_until(pilot, lambda: app.return_code is not None, timeout=30)
+        await wait_for(pilot, lambda: app.return_code is not None, timeout=30)
     app.service.close()
     assert app.return_code == 2
     assert "does not exist" in app.load_error

@@ -26,6 +26,11 @@ class SessionsPanel(Widget):
         table.add_columns("when", "title", "p50 ttft")
         yield table
 
+    def focus(self, scroll_visible: bool = True) -> SessionsPanel:
+        """The panel itself takes no focus: its table does."""
+        self.query_one(DataTable).focus(scroll_visible)
+        return self
+
     def set_rows(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
         table = self.query_one(DataTable)

@@ -4,34 +4,10 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Input, Static
+from textual.widgets import Input
 
+from panels.chat_message import ChatMessage
 from panels.messages import PromptSubmitted
-
-
-class ChatMessage(Static):
-    """One turn; the assistant's grows while it streams."""
-
-    def __init__(self, role: str, text: str = "", *, note: str = "", cached: bool = False) -> None:
-        self.role = role
-        self.text = text
-        self.note = note
-        self.cached = cached  # answered by the semantic cache, not generated
-        classes = f"chat-message role-{role}" + (" cached" if cached else "")
-        super().__init__(self._render_text(), classes=classes, markup=False)
-
-    def _render_text(self) -> str:
-        head = {"user": "you", "assistant": "model", "system": "system"}.get(self.role, self.role)
-        tail = f"\n  ({self.note})" if self.note else ""
-        return f"{head} › {self.text}{tail}"
-
-    def append(self, delta: str) -> None:
-        self.text += delta
-        self.update(self._render_text())
-
-    def set_note(self, note: str) -> None:
-        self.note = note
-        self.update(self._render_text())
 
 
 class ChatPanel(Widget):
@@ -48,6 +24,11 @@ class ChatPanel(Widget):
     def compose(self) -> ComposeResult:
         yield VerticalScroll(id="chat-log")
         yield Input(placeholder="Ask the model…  (enter to send, esc to stop)", id="prompt")
+
+    def focus(self, scroll_visible: bool = True) -> ChatPanel:
+        """The panel itself takes no focus: its prompt box does."""
+        self.query_one("#prompt", Input).focus(scroll_visible)
+        return self
 
     @property
     def log(self) -> VerticalScroll:
