@@ -6,6 +6,8 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import Digits, Label, Sparkline, Static
 
+from engine.types import percentile
+
 
 def _f(x: float | None, unit: str = "", digits: int = 0) -> str:
     return "–" if x is None else f"{x:.{digits}f}{unit}"
@@ -52,10 +54,10 @@ class LatencyPanel(Widget):
             return
         self.itl_ms.extend(values_ms)
         self.query_one("#itl-spark", Sparkline).data = self.itl_ms[-120:]
-        xs = sorted(self.itl_ms)
-        p50 = xs[len(xs) // 2]
+        p50 = percentile(self.itl_ms, 50)
         self.query_one("#itl-line", Static).update(
-            f"last {_f(values_ms[-1], ' ms', 1)} · p50 {_f(p50, ' ms', 1)} · max {_f(xs[-1], ' ms', 1)} · {len(xs) + 1} tokens"
+            f"last {_f(values_ms[-1], ' ms', 1)} · p50 {_f(p50, ' ms', 1)} · max {_f(max(self.itl_ms), ' ms', 1)} · "
+            f"{len(self.itl_ms) + 1} tokens"
         )
 
     def set_session_stats(self, p50_ttft_ms: float | None, p95_ttft_ms: float | None, tokens_per_s: float | None, requests: int) -> None:

@@ -52,7 +52,7 @@ class WorkbenchApp(App):
 
     def __init__(self, *, db_path: str | None = None, model: str = "smollm2-135m", backend: str = "auto",
                  config: dict[str, dict[str, Any]] | None = None) -> None:
-        from workbench.config import DEFAULTS, load_config
+        from workbench.config import load_config
 
         self.config_data = config or load_config()
         super().__init__()
@@ -63,7 +63,6 @@ class WorkbenchApp(App):
         self.engine_ready = False
         self.load_error: str | None = None
         self.stale: set[str] = {"tab-traces", "tab-budget", "tab-cache", "tab-engine"}  # tabs to refresh when shown
-        _ = DEFAULTS
 
     # ---- layout ----
     def compose(self) -> ComposeResult:
