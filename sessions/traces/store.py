@@ -199,7 +199,8 @@ def list_traces(store: Store, limit: int = 500) -> list[dict[str, Any]]:
                   (t.end_ns - t.start_ns) / 1e6 AS duration_ms,
                   count(*) FILTER (WHERE s.kind = 'llm') AS llm_calls,
                   count(*) FILTER (WHERE s.kind = 'tool') AS tool_calls,
-                  sum(s.input_tokens) AS input_tokens, sum(s.output_tokens) AS output_tokens
+                  sum(s.input_tokens) FILTER (WHERE s.kind = 'llm') AS input_tokens,
+                  sum(s.output_tokens) FILTER (WHERE s.kind = 'llm') AS output_tokens
            FROM traces t LEFT JOIN trace_spans s ON s.trace_id = t.id
            GROUP BY ALL ORDER BY t.imported_at DESC, t.id LIMIT ?""", [limit]))
 
