@@ -194,15 +194,47 @@ def _rows(cur) -> list[dict[str, Any]]:
 
 
 def list_traces(store: Store, limit: int = 500) -> list[dict[str, Any]]:
-    return _rows(store.execute(
+    rows = _rows(store.execute(
         """SELECT t.id, t.format, t.name, t.source, t.imported_at, t.span_count AS spans, t.has_timings,
                   (t.end_ns - t.start_ns) / 1e6 AS duration_ms,
                   count(*) FILTER (WHERE s.kind = 'llm') AS llm_calls,
                   count(*) FILTER (WHERE s.kind = 'tool') AS tool_calls,
                   sum(s.input_tokens) FILTER (WHERE s.kind = 'llm') AS input_tokens,
-                  sum(s.output_tokens) FILTER (WHERE s.kind = 'llm') AS output_tokens
+                  sum(s.output_tokens) FILTER (WHERE s.kind = 'llm') AS output_tokens,
+                  count(*) FILTER (WHERE s.start_ns IS NOT NULL) AS timed_spans,
+                  count(*) FILTER (WHERE s.kind = 'llm' AND s.start_ns IS NOT NULL AND s.end_ns IS NOT NULL) AS timed_llm,
+                  count(*) FILTER (WHERE s.kind = 'llm' AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
+                      AS llm_with_tokens,
+                  count(*) FILTER (WHERE s.kind = 'llm' AND (s.input_messages IS NOT NULL OR s.input_upto IS NOT NULL))
+                      AS llm_with_input
            FROM traces t LEFT JOIN trace_spans s ON s.trace_id = t.id
            GROUP BY ALL ORDER BY t.imported_at DESC, t.id LIMIT ?""", [limit]))
+    for r in rows:
+        r["not_recorded"] = not_recorded(r)
+        for k in ("timed_spans", "timed_llm", "llm_with_tokens", "llm_with_input"):
+            del r[k]
+    return rows
+
+
+def not_recorded(r: dict[str, Any]) -> list[str]:
+    """What the trace's format did not record, so a listing can say so instead of showing a
+    zero: an LLM time that is missing is not an LLM call that took no time."""
+    out = []
+    if not r["has_timings"]:
+        out.append("timings")
+    elif not r["timed_spans"]:
+        out.append("start times (durations only)")
+    elif r["llm_calls"] and not r["timed_llm"]:
+        out.append("llm times")
+    if not r["llm_calls"]:
+        out.append("llm calls")
+    elif not r["llm_with_tokens"]:
+        out.append("tokens")
+    elif r["llm_with_tokens"] < r["llm_calls"]:
+        out.append(f"tokens of {r['llm_calls'] - r['llm_with_tokens']} call(s)")
+    if r["llm_calls"] and not r["llm_with_input"]:
+        out.append("prompts")
+    return out
 
 
 def resolve_trace_id(store: Store, prefix: str) -> str:

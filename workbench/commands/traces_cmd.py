@@ -146,12 +146,16 @@ def _print_traces(rows: list[dict]) -> None:
     from workbench.tables import print_table
 
     print_table(
-        ["id", "format", "spans", "llm", "tools", "duration ms", "in tok", "out tok", "name"],
+        ["id", "format", "spans", "llm", "tools", "duration ms", "in tok", "out tok", "name", "not recorded"],
         [[r["id"], r["format"], r["spans"], r["llm_calls"], r["tool_calls"],
-          r["duration_ms"] if r["has_timings"] else "no timings", r["input_tokens"], r["output_tokens"],
-          (r["name"] or "")[:40]] for r in rows],
+          r["duration_ms"] if r["duration_ms"] is not None else ("no timings" if not r["has_timings"] else "steps only"),
+          r["input_tokens"] if r["input_tokens"] is not None or not r["llm_calls"] else "n/r",
+          r["output_tokens"] if r["output_tokens"] is not None or not r["llm_calls"] else "n/r",
+          (r["name"] or "")[:40], ", ".join(r["not_recorded"]) or "-"] for r in rows],
         right={2, 3, 4, 5, 6, 7},
     )
+    if any(r["not_recorded"] for r in rows):
+        print("n/r: not recorded by the trace's format (not zero); `not recorded` lists what each trace lacks")
 
 
 def show_cmd(args: argparse.Namespace) -> int:

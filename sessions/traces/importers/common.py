@@ -100,6 +100,17 @@ def parse_arguments(raw: Any) -> Any:
     return raw
 
 
+def call_id(v: Any) -> str | None:
+    """Tool-call ids as strings: some exporters write a list (Microsoft Agent Framework: run id and
+    call id) or a number, and the id is a key wherever calls are matched to their results."""
+    if v is None or type(v) is str:
+        return v
+    if isinstance(v, list):
+        ids = [str(x) for x in v if x is not None]
+        return next((x for x in ids if x.startswith(("call_", "toolu_"))), ids[-1] if ids else None)
+    return json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v)
+
+
 def result_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -116,11 +127,11 @@ def openai_message(m: Any, where: str) -> Message:
         w = f"{where}.tool_calls[{j}]"
         fn = need(tc, "function", w, dict)
         name = need(fn, "name", f"{w}.function", str)
-        calls.append(ToolCall(tc.get("id"), name, parse_arguments(fn.get("arguments"))))
+        calls.append(ToolCall(call_id(tc.get("id")), name, parse_arguments(fn.get("arguments"))))
     if m.get("function_call"):  # the pre-tools shape
         fc = m["function_call"]
         calls.append(ToolCall(None, need(fc, "name", f"{where}.function_call", str), parse_arguments(fc.get("arguments"))))
-    return Message(role, flatten_content(m.get("content")), calls, m.get("tool_call_id"), m.get("name"))
+    return Message(role, flatten_content(m.get("content")), calls, call_id(m.get("tool_call_id")), m.get("name"))
 
 
 def build_from_messages(

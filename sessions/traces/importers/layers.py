@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from sessions.traces.importers.common import call_id
 from sessions.traces.model import INPUT_TOKENS, OUTPUT_TOKENS, REQUEST_MODEL, Span, Trace
 
 LAYER = "workbench.llm_layer"  # "wrapper" on an llm span that only wraps the real call below it
@@ -17,8 +18,6 @@ def normalize(trace: Trace) -> Trace:
     for s in trace.spans:
         tc = s.tool_call
         if tc is not None and tc.call_id is not None and type(tc.call_id) is not str:
-            from sessions.traces.importers.semconv import call_id
-
             tc.call_id = call_id(tc.call_id)
     return trace
 

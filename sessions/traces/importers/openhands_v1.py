@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.types import flatten_content
-from sessions.traces.importers.common import REQUESTED_BY, need, parse_arguments, parse_time_ns
-from sessions.traces.importers.semconv import call_id
+from sessions.traces.importers.common import REQUESTED_BY, call_id, need, parse_arguments, parse_time_ns
 from sessions.traces.model import (
     INPUT_TOKENS,
     OPERATION,

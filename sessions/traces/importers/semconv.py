@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.types import flatten_content
 from sessions.traces import fastjson
-from sessions.traces.importers.common import parse_arguments
+from sessions.traces.importers.common import call_id, parse_arguments
 from sessions.traces.importers.spans import chat_messages, output_messages
 from sessions.traces.model import (
     INPUT_TOKENS,
@@ -140,26 +140,15 @@ def _flat_message(d: dict[str, Any], default_role: str) -> Message:
             calls.setdefault(n, {})[rest.removeprefix("tool_call.").removeprefix("function.")] = v
     if not texts and d.get("content") is not None:
         texts.append(flatten_content(_loads(d["content"])))
-    tool_calls = [ToolCall(_call_id(c.get("id")), str(c.get("name") or "tool"), parse_arguments(c.get("arguments")))
+    tool_calls = [ToolCall(call_id(c.get("id")), str(c.get("name") or "tool"), parse_arguments(c.get("arguments")))
                   for _, c in sorted(calls.items(), key=lambda p: int(p[0]) if p[0].isdigit() else 0)]
     if role in ("human",):
         role = "user"
     elif role in ("ai", "model"):
         role = "assistant"
-    return Message(role, "\n".join(texts), tool_calls, _call_id(d.get("tool_call_id")), d.get("name"))
+    return Message(role, "\n".join(texts), tool_calls, call_id(d.get("tool_call_id")), d.get("name"))
 
 
-def _call_id(v: Any) -> str | None:
-    """Tool-call ids as strings: some exporters write a list (run id, call id) or a number."""
-    if v is None or type(v) is str:
-        return v
-    if isinstance(v, list):
-        ids = [str(x) for x in v if x is not None]
-        return next((x for x in ids if x.startswith(("call_", "toolu_"))), ids[-1] if ids else None)
-    return json.dumps(v) if isinstance(v, dict) else str(v)
-
-
-call_id = _call_id
 
 
 def input_messages(attrs: dict[str, Any]) -> list[Message] | None:
@@ -277,7 +266,7 @@ def tool_call(s: Span, fallback_name: str | None = None) -> ToolCall:
     a.setdefault(TOOL_NAME, name)
     args = first(a, TOOL_ARG_KEYS)
     result = first(a, TOOL_RESULT_KEYS)
-    cid = _call_id(first(a, TOOL_ID_KEYS))
+    cid = call_id(first(a, TOOL_ID_KEYS))
     if cid is not None:
         a[TOOL_CALL_ID] = cid
     a.pop("gen_ai.tool.call.arguments", None)

@@ -7,8 +7,7 @@ from typing import Any
 
 from engine.types import flatten_content
 from sessions.traces import fastjson
-from sessions.traces.importers.common import REQUESTED_BY, as_list, need, openai_message, parse_arguments
-from sessions.traces.importers.semconv import call_id
+from sessions.traces.importers.common import REQUESTED_BY, as_list, call_id, need, openai_message, parse_arguments
 from sessions.traces.model import (
     OPERATION,
     REQUEST_MODEL,
