@@ -1,5 +1,5 @@
-"""Agent traces on the command line: `import` files in any known format, list `traces`,
-`trace show` one, find N+1 / redundant / loop tool calls with `nplus1`, and `replay` one on the engine."""
+"""Agent traces on the command line: `import` files or directories in any known format, list `traces`,
+`trace show` one, list what the detectors find with `findings` (alias `nplus1`), and `replay` one on the engine."""
 from __future__ import annotations
 
 import argparse
@@ -29,12 +29,15 @@ def register(sub, common) -> None:
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=show_cmd)
 
-    p = sub.add_parser("nplus1", parents=[common], help="find N+1, redundant and looping tool calls")
+    p = sub.add_parser("findings", aliases=["nplus1"], parents=[common],
+                       help="what the detectors find: retries, N+1, redundant calls, loops, write amplification, "
+                            "held connections, cold starts")
     p.add_argument("trace", nargs="?", help="one trace id (default: every imported trace)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--kind", action="append", default=[], metavar="KIND", help="only these kinds (repeatable)")
     p.add_argument("--min-repeats", type=int, default=None, metavar="N", help="calls in an N+1 run (default 3)")
     p.add_argument("--min-total-ms", type=float, default=None, metavar="MS", help="tool time of an N+1 run (default 50)")
-    p.set_defaults(func=nplus1_cmd)
+    p.set_defaults(func=findings_cmd)
 
     p = sub.add_parser("replay", parents=[common], help="re-run a trace's LLM calls on the engine and compare TTFT/e2e")
     p.add_argument("trace", help="trace id (a unique prefix is enough)")
@@ -205,40 +208,46 @@ def _short(v, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-# ---- nplus1 ----
+# ---- findings ----
 
 
-def nplus1_cmd(args: argparse.Namespace) -> int:
-    from sessions.traces.nplus1 import DetectorSettings, detect
+def findings_cmd(args: argparse.Namespace) -> int:
+    from sessions.traces.findings import KINDS, FindingSettings, detect
     from sessions.traces.store import load_trace, resolve_trace_id, trace_ids
+    from workbench.cli import CliError
     from workbench.context import emit, open_store
 
-    settings = DetectorSettings()
+    unknown = [k for k in args.kind if k not in KINDS]
+    if unknown:
+        raise CliError(f"unknown finding kind {unknown[0]!r}; known: {', '.join(KINDS)}")
+    settings = FindingSettings()
     if args.min_repeats is not None:
-        settings.nplus1.min_repeats = args.min_repeats
+        settings.calls.nplus1.min_repeats = args.min_repeats
     if args.min_total_ms is not None:
-        settings.nplus1.min_total_ms = args.min_total_ms
+        settings.calls.nplus1.min_total_ms = args.min_total_ms
     findings = []
     with open_store(args) as store:
         ids = [resolve_trace_id(store, args.trace)] if args.trace else trace_ids(store)
         for tid in ids:
-            findings.extend(f.to_dict() for f in detect(load_trace(store, tid), settings))
-    return emit(args, findings, _print_findings, empty=f"no N+1, redundant or looping tool calls in {len(ids)} trace(s)")
+            findings.extend(f.to_dict() for f in detect(load_trace(store, tid), settings)
+                            if not args.kind or f.kind in args.kind)
+    return emit(args, findings, _print_findings, empty=f"nothing found in {len(ids)} trace(s) ({', '.join(args.kind or KINDS)})")
 
 
 def _print_findings(findings: list[dict]) -> None:
     from workbench.tables import print_table
 
     print_table(
-        ["kind", "trace", "tool", "count", "total ms", "saved ms (est.)", "dispatch", "fingerprint"],
+        ["kind", "trace", "subject", "count", "total ms", "saved ms (est.)", "fingerprint"],
         [[f["kind"], f["trace_id"], _short(f["tool"], 40), f["count"],
-          f["total_ms"] if f["total_ms"] is not None else "no timings", f["saved_ms_estimate"], f["dispatch"],
+          f["total_ms"] if f["total_ms"] is not None else "no timings", f["saved_ms_estimate"],
           f["fingerprint"]] for f in findings],
         right={3, 4, 5},
     )
     print()
     for f in findings:
-        print(f"{f['kind']} {f['tool']} ×{f['count']} in {f['trace_id']}: {f['estimate_method']}")
+        what = f"{f['detail']}. " if f["detail"] else ""
+        print(f"{f['kind']} {f['tool']} ×{f['count']} in {f['trace_id']}: {what}{f['estimate_method']}")
 
 
 # ---- replay ----

@@ -12,6 +12,7 @@ from sessions.traces.model import (
     OPERATION,
     OUTPUT_TOKENS,
     REQUEST_MODEL,
+    RESPONSE_MODEL,
     TOOL_CALL_ID,
     TOOL_NAME,
     Message,
@@ -148,9 +149,11 @@ def _from_exchanges(exchanges: list) -> Trace:
         reply = _response_message(resp.get("body"), f"{w}.response.body")
         status = _int(resp.get("status_code"))
         attrs: dict[str, Any] = {OPERATION: "chat", "http.response.status_code": status}
-        model = (reply or {}).get("model") or body.get("model")
+        model = body.get("model") or (reply or {}).get("model")
         if model:
             attrs[REQUEST_MODEL] = model
+        if isinstance(reply, dict) and reply.get("model"):
+            attrs[RESPONSE_MODEL] = reply["model"]
         headers = req.get("headers") if isinstance(req.get("headers"), dict) else {}
         if headers.get("x-stainless-retry-count") is not None:
             attrs["http.request.resend_count"] = _int(headers["x-stainless-retry-count"])
