@@ -11,8 +11,8 @@ PROGRESS_MIN_BYTES = 8 * 1024 * 1024  # files smaller than this import before a 
 
 def register(sub, common) -> None:
     from_formats = "otlp, langfuse, swe-agent, tau-bench, langsmith, openhands, anthropic, openai"
-    p = sub.add_parser("import", parents=[common], help="import agent trace files (format auto-detected)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = sub.add_parser("import", parents=[common], help="import agent trace files or directories (format auto-detected)")
+    p.add_argument("files", nargs="+", metavar="FILE_OR_DIR", help="trace files, or directories to search for them (recursively)")
     p.add_argument("--format", dest="trace_format", metavar="NAME", help=f"force a format: {from_formats}")
     p.add_argument("--json", action="store_true", help="per file: the format detected and the trace ids stored")
     p.set_defaults(func=import_cmd)
@@ -51,78 +51,84 @@ def register(sub, common) -> None:
 # ---- import ----
 
 
-def _read(path: str, show) -> bytes:
-    from sessions.traces.importers import TraceImportError
-
-    try:
-        size = os.path.getsize(path)
-        chunks, done = [], 0
-        with open(path, "rb") as f:
-            while chunk := f.read(4 * 1024 * 1024):
-                chunks.append(chunk)
-                done += len(chunk)
-                show("reading", done, size)
-        return b"".join(chunks)
-    except FileNotFoundError:
-        raise TraceImportError(path, None, "no such file") from None
-    except IsADirectoryError:
-        raise TraceImportError(path, None, "is a directory") from None
-    except OSError as e:
-        raise TraceImportError(path, None, e.strerror or str(e)) from None
-
-
-def import_one(store, path: str, fmt: str | None) -> dict:
-    from sessions.traces.importers import parse_bytes
-    from sessions.traces.store import save_parsed
-
-    try:
-        big = os.path.getsize(path) >= PROGRESS_MIN_BYTES
-    except OSError:
-        big = False
-    from workbench.progress import ProgressLine
-
-    line = ProgressLine(enabled=big and sys.stderr.isatty())  # large files only: small ones are quick
-    label = os.path.basename(path)
-
-    def show(stage: str, done: float, total: float) -> None:
-        line.draw(done, total, before=f"{label} {stage:<8} ")
-
-    try:
-        data = _read(path, show)
-        parsed = parse_bytes(data, path, fmt, on_stage=lambda st: show(st, 0, 1))
-        stored = save_parsed(store, parsed, on_rows=lambda d, t: show("storing", d, t))
-    finally:
-        line.close(keep=False)
-    return {"file": path, "format": stored.format, "trace_ids": stored.trace_ids, "new_trace_ids": stored.new_ids,
-            "already_stored": [t for t in stored.trace_ids if t not in stored.new_ids],
-            "has_timings": stored.has_timings, "spans": stored.spans, "bytes": parsed.size}
-
-
 def import_cmd(args: argparse.Namespace) -> int:
-    from sessions.traces.importers import FORMATS, TraceImportError
+    from sessions.traces.bulk import TRACE_SUFFIXES, expand, import_files
+    from sessions.traces.importers import FORMATS
     from workbench.cli import CliError
     from workbench.context import open_store, print_json
+    from workbench.progress import ProgressLine
 
     if args.trace_format and args.trace_format not in FORMATS:
         raise CliError(f"unknown format {args.trace_format!r}; known: {', '.join(FORMATS)}")
-    results, failed = [], 0
+    files, skipped = expand(args.files)
+    if not files:
+        raise CliError(f"no trace files in {', '.join(args.files)} (looked for {', '.join(TRACE_SUFFIXES)})")
+    many = len(files) > 1
+    line = ProgressLine(enabled=sys.stderr.isatty() and (many or _size(files[0]) >= PROGRESS_MIN_BYTES))
+
+    def show(p) -> None:
+        rate = p.bytes_done / 1e6 / p.elapsed if p.elapsed > 0 else 0.0
+        line.draw(p.files_stored + (p.files_done - p.files_stored) * 0.5, p.files_total,
+                  before=f"importing {p.files_done}/{p.files_total} files ",
+                  after=f" {p.bytes_done / 1e6:.1f}/{p.bytes_total / 1e6:.1f} MB {rate:.1f} MB/s")
+
+    def report(r) -> None:
+        if r.error is not None:
+            line.close(keep=False)  # the error gets its own line, the bar comes back on the next draw
+            print(f"workbench: error: {r.error}", file=sys.stderr)
+        elif not args.json and not many:
+            _print_import(_result(r))
+
     with open_store(args) as store:
-        for path in args.files:
-            try:
-                r = import_one(store, path, args.trace_format)
-            except TraceImportError as e:  # this file stored nothing; go on with the others
-                failed += 1
-                print(f"workbench: error: {e}", file=sys.stderr)
-                results.append({"file": path, "error": {"where": e.where, "reason": e.reason, "message": str(e)}})
-                continue
-            results.append(r)
-            if not args.json:
-                _print_import(r)
+        try:
+            results = import_files(store, files, args.trace_format, on_result=report, on_progress=show)
+        finally:
+            line.close(keep=False)
+    failed = [r for r in results if r.error is not None]
     if args.json:
-        print_json(results)
-    elif failed:
-        print(f"{failed} of {len(args.files)} file(s) failed; nothing of those was stored", file=sys.stderr)
+        print_json([_result(r) for r in results])
+    elif many:
+        _print_summary(results, skipped, line.elapsed)
+    if failed and not args.json:
+        print(f"{len(failed)} of {len(files)} file(s) failed; nothing of those was stored", file=sys.stderr)
     return 2 if failed else 0
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _result(r) -> dict:
+    if r.error is not None:
+        e = r.error
+        return {"file": r.path, "error": {"where": e.where, "reason": e.reason, "message": str(e)}}
+    st = r.stored
+    return {"file": r.path, "format": st.format, "trace_ids": st.trace_ids, "new_trace_ids": st.new_ids,
+            "already_stored": [t for t in st.trace_ids if t not in st.new_ids],
+            "has_timings": st.has_timings, "spans": st.spans, "bytes": r.size}
+
+
+def _print_summary(results: list, skipped: list[str], elapsed: float) -> None:
+    """A directory of hundreds of files gets a tally, not a line per file."""
+    from collections import Counter
+
+    ok = [r for r in results if r.stored is not None]
+    by_format = Counter(r.stored.format for r in ok)
+    traces = sum(len(r.stored.trace_ids) for r in ok)
+    new = sum(len(r.stored.new_ids) for r in ok)
+    size = sum(r.size for r in results)
+    rate = size / 1e6 / elapsed if elapsed > 0 else 0.0
+    print(f"imported {len(ok)} of {len(results)} files ({size / 1e6:.1f} MB in {elapsed:.1f} s, {rate:.1f} MB/s): "
+          f"{traces} trace(s), {new} new")
+    for fmt, n in by_format.most_common():
+        untimed = sum(1 for r in ok if r.stored.format == fmt and not r.stored.has_timings)
+        note = f" ({untimed} without timings: stored as NULL, not invented)" if untimed else ""
+        print(f"  {fmt}: {n} file(s){note}")
+    if skipped:
+        print(f"  skipped {len(skipped)} file(s) that are not trace files (by name), e.g. {skipped[0]}")
 
 
 def _print_import(r: dict) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sessions.errors import SessionsError
+from sessions.traces import fastjson
 from sessions.traces.gcpause import gc_paused
 from sessions.traces.importers import (
     anthropic_messages,
@@ -56,6 +57,9 @@ class _Jsonl(list):
 
 
 def load_document(data: bytes, path: str) -> Any:
+    doc = fastjson.parse_document(data[3:] if data[:3] == b"\xef\xbb\xbf" else data)
+    if doc is not fastjson.FAILED:
+        return doc
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -74,7 +78,7 @@ def load_document(data: bytes, path: str) -> Any:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(fastjson.loads(line))
         except json.JSONDecodeError as e:
             if not records:
                 raise TraceImportError(path, f"line {first_err.lineno} column {first_err.colno}", f"not valid JSON: {first_err.msg}") from None
