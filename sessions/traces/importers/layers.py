@@ -32,14 +32,14 @@ def _merge_lifecycle(trace: Trace) -> None:
             groups.setdefault((s.kind, m["base"], m["n"]), []).append(s)
     gone: dict[str, str] = {}
     for (_, base, _), group in groups.items():
-        keep = next((s for s in group if s.name.endswith(f".start-{_LIFECYCLE.match(s.name)['n']}")), group[0])
+        keep = next((s for s in group if _LIFECYCLE.match(s.name)["event"] == "start"), group[0])
         for s in group:
             if s is keep:
                 continue
             gone[s.span_id] = keep.span_id
             ends = [e for e in (keep.end_ns, s.end_ns) if e is not None]
             keep.end_ns = max(ends) if ends else None
-            if s.status == "error" or s.name.rsplit(".", 1)[-1].startswith("error-"):
+            if s.status == "error" or _LIFECYCLE.match(s.name)["event"] == "error":
                 keep.status = "error"
             if keep.input_messages is None and s.input_messages is not None:
                 keep.input_messages = s.input_messages
@@ -53,9 +53,9 @@ def _merge_lifecycle(trace: Trace) -> None:
                     keep.tool_call.result = s.tool_call.result
                 if keep.tool_call.arguments is None:
                     keep.tool_call.arguments = s.tool_call.arguments
+        if keep.tool_call is not None and keep.tool_call.name == keep.name:
+            keep.tool_call.name = base
         keep.name = base
-        if keep.tool_call is not None:
-            keep.tool_call.name = keep.tool_call.name if _LIFECYCLE.match(keep.tool_call.name) is None else base
     if gone:
         trace.spans = [s for s in trace.spans if s.span_id not in gone]
         for s in trace.spans:

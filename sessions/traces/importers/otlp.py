@@ -177,8 +177,8 @@ def _span(sp: dict) -> Span:
     if kind == "tool":
         s.tool_call = semconv.tool_call(s)
     elif kind == "llm":
-        try:
-            semconv.fill_llm(s)
-        except TraceFormatError as e:
-            raise TraceFormatError(e.where, e.reason) from None
+        if sp.get("events"):
+            s.input_messages, s.output_messages = semconv.event_messages(
+                [(ev.get("name"), attributes(ev.get("attributes") or [])) for ev in sp["events"] if isinstance(ev, dict)])
+        semconv.fill_llm(s)
     return s

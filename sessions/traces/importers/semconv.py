@@ -187,6 +187,40 @@ def output_of(attrs: dict[str, Any]) -> list[Message]:
     return []
 
 
+# span events of the older GenAI conventions (and OpenLIT) that carry the prompt and the completion
+_EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user", "gen_ai.assistant.message": "assistant",
+                "gen_ai.tool.message": "tool"}
+
+
+def event_messages(events: list[tuple[str, dict[str, Any]]]) -> tuple[list[Message] | None, list[Message]]:
+    """(input, output) from span events: gen_ai.content.prompt / gen_ai.content.completion (an
+    attribute holding the text or its JSON), gen_ai.{system,user,assistant,tool}.message and
+    gen_ai.choice (a `content` and `tool_calls`, or a `message`)."""
+    inp: list[Message] = []
+    out: list[Message] = []
+    for name, a in events:
+        if name == "gen_ai.content.prompt" and a.get("gen_ai.prompt") is not None:
+            inp += chat_messages(_loads(a["gen_ai.prompt"]), ".events[gen_ai.content.prompt]") or []
+        elif name == "gen_ai.content.completion" and a.get("gen_ai.completion") is not None:
+            out += output_messages(_loads(a["gen_ai.completion"]), ".events[gen_ai.content.completion]")
+        elif name in _EVENT_ROLES:
+            inp.append(_event_message(_EVENT_ROLES[name], a))
+        elif name == "gen_ai.choice":
+            msg = _loads(a.get("message")) if a.get("message") is not None else a
+            out.append(_as_assistant(_event_message("assistant", msg if isinstance(msg, dict) else {"content": msg})))
+    return (inp or None), out
+
+
+def _event_message(role: str, a: dict[str, Any]) -> Message:
+    calls = []
+    raw = _loads(a.get("tool_calls")) if a.get("tool_calls") is not None else None
+    for tc in raw if isinstance(raw, list) else []:
+        fn = tc.get("function") if isinstance(tc, dict) and isinstance(tc.get("function"), dict) else tc
+        if isinstance(fn, dict) and fn.get("name"):
+            calls.append(ToolCall(call_id(tc.get("id")), str(fn["name"]), parse_arguments(fn.get("arguments"))))
+    return Message(str(a.get("role") or role), text_of(_loads(a.get("content"))), calls, call_id(a.get("id")) if role == "tool" else None)
+
+
 def _as_assistant(m: Message) -> Message:
     m.role = "assistant"
     return m
