@@ -90,6 +90,16 @@ def as_list(obj: Any, where: str) -> list:
     return obj
 
 
+def maybe_json(v: Any) -> Any:
+    """A value that some exports keep as JSON text and others as the value itself: the value."""
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return fastjson.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
 def parse_arguments(raw: Any) -> Any:
     """OpenAI sends arguments as a JSON string; keep the parsed object when it parses."""
     if isinstance(raw, str):

@@ -6,7 +6,7 @@ from typing import Any
 
 from sessions.traces import fastjson
 from sessions.traces.importers import semconv
-from sessions.traces.importers.common import as_list, need, parse_time_ns, result_text
+from sessions.traces.importers.common import as_list, maybe_json, need, parse_time_ns, result_text
 from sessions.traces.importers.spans import chat_messages, order_spans, output_messages
 from sessions.traces.model import INPUT_TOKENS, OPERATION, OUTPUT_TOKENS, REQUEST_MODEL, TOOL_NAME, Span, Trace
 
@@ -69,7 +69,7 @@ def _span(o: Any, w: str) -> Span:
     name = str(o.get("name") or typ.lower())
     otel = _otel_attributes(o)
     kind = semconv.kind_of(otel, name, _KIND.get(typ, "other"))
-    inp, outp = _json_or_text(o.get("input")), _json_or_text(o.get("output"))
+    inp, outp = maybe_json(o.get("input")), maybe_json(o.get("output"))
     if kind == "other" and _is_tool_message(outp):
         kind = "tool"  # LangChain tool runs land as plain SPANs whose output is a ToolMessage
     attrs: dict[str, Any] = otel
@@ -107,16 +107,6 @@ def _span(o: Any, w: str) -> Span:
     if o.get("statusMessage"):
         attrs["error.message" if s.status == "error" else "langfuse.status_message"] = o["statusMessage"]
     return s
-
-
-def _json_or_text(v: Any) -> Any:
-    """Langfuse keeps inputs and outputs as JSON text in some exports and as values in others."""
-    if isinstance(v, str) and v[:1] in "[{":
-        try:
-            return fastjson.loads(v)
-        except ValueError:
-            return v
-    return v
 
 
 def _is_tool_message(v: Any) -> bool:

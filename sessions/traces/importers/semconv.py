@@ -7,8 +7,7 @@ import re
 from typing import Any
 
 from engine.types import flatten_content
-from sessions.traces import fastjson
-from sessions.traces.importers.common import call_id, parse_arguments
+from sessions.traces.importers.common import call_id, maybe_json, parse_arguments
 from sessions.traces.importers.spans import chat_messages, output_messages
 from sessions.traces.model import (
     INPUT_TOKENS,
@@ -102,15 +101,6 @@ def first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _loads(v: Any) -> Any:
-    if isinstance(v, str) and v[:1] in "[{":
-        try:
-            return fastjson.loads(v)
-        except ValueError:
-            return v
-    return v
-
-
 def indexed(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
     """`prefix.0.role`, `prefix.0.content`, `prefix.1.tool_calls.0.name` ... -> one dict per index,
     sub-keys kept flat ("role", "content", "tool_calls.0.name")."""
@@ -139,7 +129,7 @@ def _flat_message(d: dict[str, Any], default_role: str) -> Message:
             n, _, rest = k[len("tool_calls."):].partition(".")
             calls.setdefault(n, {})[rest.removeprefix("tool_call.").removeprefix("function.")] = v
     if not texts and d.get("content") is not None:
-        texts.append(flatten_content(_loads(d["content"])))
+        texts.append(flatten_content(maybe_json(d["content"])))
     tool_calls = [ToolCall(call_id(c.get("id")), str(c.get("name") or "tool"), parse_arguments(c.get("arguments")))
                   for _, c in sorted(calls.items(), key=lambda p: int(p[0]) if p[0].isdigit() else 0)]
     if role in ("human",):
@@ -149,14 +139,12 @@ def _flat_message(d: dict[str, Any], default_role: str) -> Message:
     return Message(role, "\n".join(texts), tool_calls, call_id(d.get("tool_call_id")), d.get("name"))
 
 
-
-
 def input_messages(attrs: dict[str, Any]) -> list[Message] | None:
     """What an LLM span's model was sent, from whichever scheme the span uses; None when none."""
     msgs = None
     raw = attrs.get("gen_ai.input.messages")
     if raw is not None:
-        msgs = chat_messages(_loads(raw), ".attributes[gen_ai.input.messages]")
+        msgs = chat_messages(maybe_json(raw), ".attributes[gen_ai.input.messages]")
     elif any(k.startswith("gen_ai.prompt.") for k in attrs):
         msgs = [_flat_message(d, "user") for d in indexed(attrs, "gen_ai.prompt")]
     elif any(k.startswith("llm.input_messages.") for k in attrs):
@@ -164,11 +152,11 @@ def input_messages(attrs: dict[str, Any]) -> list[Message] | None:
     else:
         for key in ("gen_ai.prompt", "gen_ai.content.prompt", "ai.prompt.messages", "llm.prompts", "input.value", "ai.prompt"):
             if attrs.get(key) is not None:
-                msgs = chat_messages(_loads(attrs[key]), f".attributes[{key}]")
+                msgs = chat_messages(maybe_json(attrs[key]), f".attributes[{key}]")
                 break
     system = attrs.get("gen_ai.system_instructions") or attrs.get("gen_ai.system.instructions")
     if system is not None:
-        text = flatten_content(_loads(system))
+        text = flatten_content(maybe_json(system))
         msgs = [Message("system", text)] + [m for m in (msgs or []) if m.role != "system" or m.content != text]
     return msgs
 
@@ -176,14 +164,14 @@ def input_messages(attrs: dict[str, Any]) -> list[Message] | None:
 def output_of(attrs: dict[str, Any]) -> list[Message]:
     raw = attrs.get("gen_ai.output.messages")
     if raw is not None:
-        return output_messages(_loads(raw), ".attributes[gen_ai.output.messages]")
+        return output_messages(maybe_json(raw), ".attributes[gen_ai.output.messages]")
     if any(k.startswith("gen_ai.completion.") for k in attrs):
         return [_as_assistant(_flat_message(d, "assistant")) for d in indexed(attrs, "gen_ai.completion")]
     if any(k.startswith("llm.output_messages.") for k in attrs):
         return [_as_assistant(_flat_message(d, "assistant")) for d in indexed(attrs, "llm.output_messages")]
     for key in ("gen_ai.completion", "gen_ai.content.completion", "ai.response.text", "output.value"):
         if attrs.get(key) is not None:
-            return output_messages(_loads(attrs[key]), f".attributes[{key}]")
+            return output_messages(maybe_json(attrs[key]), f".attributes[{key}]")
     return []
 
 
@@ -200,25 +188,25 @@ def event_messages(events: list[tuple[str, dict[str, Any]]]) -> tuple[list[Messa
     out: list[Message] = []
     for name, a in events:
         if name == "gen_ai.content.prompt" and a.get("gen_ai.prompt") is not None:
-            inp += chat_messages(_loads(a["gen_ai.prompt"]), ".events[gen_ai.content.prompt]") or []
+            inp += chat_messages(maybe_json(a["gen_ai.prompt"]), ".events[gen_ai.content.prompt]") or []
         elif name == "gen_ai.content.completion" and a.get("gen_ai.completion") is not None:
-            out += output_messages(_loads(a["gen_ai.completion"]), ".events[gen_ai.content.completion]")
+            out += output_messages(maybe_json(a["gen_ai.completion"]), ".events[gen_ai.content.completion]")
         elif name in _EVENT_ROLES:
             inp.append(_event_message(_EVENT_ROLES[name], a))
         elif name == "gen_ai.choice":
-            msg = _loads(a.get("message")) if a.get("message") is not None else a
+            msg = maybe_json(a.get("message")) if a.get("message") is not None else a
             out.append(_as_assistant(_event_message("assistant", msg if isinstance(msg, dict) else {"content": msg})))
     return (inp or None), out
 
 
 def _event_message(role: str, a: dict[str, Any]) -> Message:
     calls = []
-    raw = _loads(a.get("tool_calls")) if a.get("tool_calls") is not None else None
+    raw = maybe_json(a.get("tool_calls")) if a.get("tool_calls") is not None else None
     for tc in raw if isinstance(raw, list) else []:
         fn = tc.get("function") if isinstance(tc, dict) and isinstance(tc.get("function"), dict) else tc
         if isinstance(fn, dict) and fn.get("name"):
             calls.append(ToolCall(call_id(tc.get("id")), str(fn["name"]), parse_arguments(fn.get("arguments"))))
-    return Message(str(a.get("role") or role), text_of(_loads(a.get("content"))), calls, call_id(a.get("id")) if role == "tool" else None)
+    return Message(str(a.get("role") or role), flatten_content(maybe_json(a.get("content"))), calls, call_id(a.get("id")) if role == "tool" else None)
 
 
 def _as_assistant(m: Message) -> Message:
@@ -231,16 +219,16 @@ def tool_definitions(attrs: dict[str, Any]) -> list[dict[str, Any]] | None:
     if raw is None:
         raw = attrs.get("ai.prompt.tools")
     if raw is not None:
-        v = _loads(raw)
+        v = maybe_json(raw)
         if isinstance(v, list):
-            return [_loads(t) if isinstance(t, str) else t for t in v]
+            return [maybe_json(t) if isinstance(t, str) else t for t in v]
     defs = [d.get("tool.json_schema") for d in _indexed_prefix(attrs, "llm.tools.")]
     if defs:
-        return [_loads(d) for d in defs if d is not None]
+        return [maybe_json(d) for d in defs if d is not None]
     fns = _indexed_prefix(attrs, "gen_ai.request.functions.")  # OpenLLMetry
     if fns:
         return [{"type": "function", "function": {"name": f.get("name"), "description": f.get("description"),
-                                                  "parameters": _loads(f.get("parameters"))}} for f in fns]
+                                                  "parameters": maybe_json(f.get("parameters"))}} for f in fns]
     return None
 
 
