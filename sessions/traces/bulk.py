@@ -26,11 +26,23 @@ class Progress:
     files_done: int = 0  # parsed (or failed)
     bytes_done: int = 0
     files_stored: int = 0
+    bytes_stored: int = 0  # of files whose outcome is known
+    storing_bytes: int = 0  # the batch being written, and how far its rows are
+    storing_fraction: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    @property
+    def fraction(self) -> float:
+        """Reading and parsing is half the work, storing the other half: a single large file
+        moves the bar as its rows go in, not only when it is done."""
+        if not self.bytes_total:
+            return 1.0 if self.files_done == self.files_total else 0.0
+        stored = self.bytes_stored + self.storing_bytes * self.storing_fraction
+        return min(1.0, 0.5 * self.bytes_done / self.bytes_total + 0.5 * stored / self.bytes_total)
 
 
 @dataclass(slots=True)
@@ -93,13 +105,19 @@ def import_files(store: Store, files: list[str], fmt: str | None = None,
             item = batches.get()
             if item is None:
                 return
+            progress.storing_bytes, progress.storing_fraction = sum(size for *_, size in item), 0.0
+
+            def rows(done_rows: int, total_rows: int) -> None:
+                progress.storing_fraction = done_rows / total_rows if total_rows else 1.0
+
             try:
-                outs = save_many(store, [pf for _, pf, _ in item])
+                outs = save_many(store, [pf for _, pf, _ in item], rows)
             except BaseException as e:  # the store itself failed: stop, and let the caller raise
                 failure.append(e)
                 for idx, pf, size in item:
                     done.put(FileResult(pf.path, idx, error=TraceImportError(pf.path, None, f"not stored: {e}"), size=size))
                 return
+            progress.storing_bytes = 0
             for (idx, pf, size), out in zip(item, outs):
                 if isinstance(out, TraceImportError):
                     done.put(FileResult(pf.path, idx, error=out, size=size))
@@ -111,8 +129,11 @@ def import_files(store: Store, files: list[str], fmt: str | None = None,
             try:
                 r = done.get(block=block, timeout=0.2) if block else done.get_nowait()
             except queue.Empty:
+                if block and on_progress:  # waiting on the writer: its rows still move the bar
+                    on_progress(progress)
                 return
             results.append(r)
+            progress.bytes_stored += r.size
             if r.stored is not None:
                 progress.files_stored += 1
             if on_result:

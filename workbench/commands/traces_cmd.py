@@ -68,8 +68,7 @@ def import_cmd(args: argparse.Namespace) -> int:
 
     def show(p) -> None:
         rate = p.bytes_done / 1e6 / p.elapsed if p.elapsed > 0 else 0.0
-        line.draw(p.files_stored + (p.files_done - p.files_stored) * 0.5, p.files_total,
-                  before=f"importing {p.files_done}/{p.files_total} files ",
+        line.draw(p.fraction, 1.0, before=f"importing {p.files_done}/{p.files_total} files ",
                   after=f" {p.bytes_done / 1e6:.1f}/{p.bytes_total / 1e6:.1f} MB {rate:.1f} MB/s")
 
     def report(r) -> None:
