@@ -1,6 +1,5 @@
-"""Span attributes under each naming scheme in use are read alike: the kind, the model, the tokens,
-the prompt and the tool call, from the OTel GenAI conventions (new names, old names, span events),
-OpenLLMetry, OpenInference, OpenLIT and the Vercel AI SDK; nested LLM layers are one call."""
+"""Span attributes under every naming scheme are read alike (kind, model, tokens, prompt, tool call): OTel
+GenAI new and old (span events), OpenLLMetry, OpenInference, OpenLIT, Vercel AI SDK; nested LLM layers are one call."""
 import json
 
 from sessions.traces.importers import parse_bytes

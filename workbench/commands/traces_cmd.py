@@ -251,7 +251,7 @@ def _print_findings(findings: list[dict]) -> None:
     )
     print()
     for f in findings:
-        what = f"{f['detail']}. " if f["detail"] else ""
+        what = f"{f['detail']}; " if f["detail"] else ""
         print(f"{f['kind']} {f['tool']} ×{f['count']} in {f['trace_id']}: {what}{f['estimate_method']}")
 
 

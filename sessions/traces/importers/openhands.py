@@ -1,6 +1,5 @@
-"""OpenHands event streams: a list of action and observation events ({"id", "timestamp", "source",
-"action"|"observation", "args", "cause", "tool_call_metadata"}), or evaluation output (output.jsonl: one
-instance per line, its events under `history`, LLM latencies and token usage under `metrics`)."""
+"""OpenHands event streams (action and observation events with "id", "timestamp", "source", "cause",
+"tool_call_metadata"), alone or in evaluation output (output.jsonl: one instance a line, events under `history`)."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,6 +1,5 @@
-"""OTLP JSON in the shapes it is saved in: /v1/traces bodies and the collector's file exporter
-(resourceSpans), Grafana Tempo exports (batches), oteltest captures (trace_requests[].pbreq, protobuf
-JSON with base64 ids). Spans are classified by their attributes; times are unix ns strings."""
+"""OTLP JSON as it is saved: /v1/traces bodies and collector files (resourceSpans), Grafana Tempo exports
+(batches), oteltest captures (trace_requests[].pbreq, base64 ids); spans are typed by their attributes."""
 from __future__ import annotations
 
 import base64

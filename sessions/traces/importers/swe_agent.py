@@ -1,6 +1,5 @@
-"""SWE-agent `.traj` files: {"trajectory": [{response, thought, action, observation, execution_time, query?}],
-"history": [...], "info"}, or the history alone. Tools are the recorded tool calls where the model made
-function calls, else the action's command; only a step's run time (execution_time) is known."""
+"""SWE-agent `.traj` files ({"trajectory": [{action, observation, execution_time ...}], "history", "info"},
+or the history alone): tools are the recorded function calls, else the command; only step times are known."""
 from __future__ import annotations
 
 from typing import Any
