@@ -7,7 +7,7 @@ import pytest
 from sessions.traces.findings import KINDS, FindingSettings, detect
 from sessions.traces.importers import parse_file
 
-FX = Path(__file__).parent / "fixtures" / "traces" / "detectors"
+FX = Path(__file__).parent / "fixtures" / "detectors"
 
 
 def found(name):
