@@ -6,15 +6,13 @@ from typing import Any
 
 from engine.types import flatten_content
 from sessions.traces import fastjson
-from sessions.traces.importers.common import REQUESTED_BY, as_list, build_from_messages, need
+from sessions.traces.importers.common import add_tool_span, as_list, build_from_messages, need
 from sessions.traces.model import (
     INPUT_TOKENS,
     OPERATION,
     OUTPUT_TOKENS,
     REQUEST_MODEL,
     RESPONSE_MODEL,
-    TOOL_CALL_ID,
-    TOOL_NAME,
     Message,
     Span,
     ToolCall,
@@ -183,10 +181,7 @@ def _from_exchanges(exchanges: list) -> Trace:
                 res = results.get(tc.call_id or "")
                 if res is not None:
                     tc.result = res[0]
-                tattrs = {OPERATION: "execute_tool", TOOL_NAME: tc.name, TOOL_CALL_ID: tc.call_id, REQUESTED_BY: llm.span_id}
-                span = Span(f"s{len(spans)}", "tool", f"execute_tool {tc.name}", "root", len(spans), attributes=tattrs,
-                            tool_call=tc, status="unset" if res is None else ("error" if res[1] else "ok"))
-                spans.append(span)
+                add_tool_span(spans, tc, llm, status="unset" if res is None else ("error" if res[1] else "ok"))
     t.spans = spans
     return t
 

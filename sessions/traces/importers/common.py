@@ -144,6 +144,22 @@ def openai_message(m: Any, where: str) -> Message:
     return Message(role, flatten_content(m.get("content")), calls, call_id(m.get("tool_call_id")), m.get("name"))
 
 
+def add_tool_span(spans: list[Span], call: ToolCall, asked_by: Span | None, parent: str | None = "root",
+                  **fields: Any) -> Span:
+    """The tool span of one call in a message-log or event format, appended to `spans` (named
+    s<N>, seq N): the GenAI tool attributes, and which llm span asked for it when that is known."""
+    attrs: dict[str, Any] = {OPERATION: "execute_tool", TOOL_NAME: call.name}
+    if call.call_id:
+        attrs[TOOL_CALL_ID] = call.call_id
+    if asked_by is not None:
+        attrs[REQUESTED_BY] = asked_by.span_id
+    attrs.update(fields.pop("attributes", {}))
+    span = Span(f"s{len(spans)}", "tool", f"execute_tool {call.name}", parent, len(spans), attributes=attrs,
+                tool_call=call, **fields)
+    spans.append(span)
+    return span
+
+
 def build_from_messages(
     trace: Trace,
     messages: list[Message],
@@ -187,10 +203,6 @@ def build_from_messages(
             elif not tc.call_id and pos < len(positional):
                 tc.result = positional[pos]
                 pos += 1
-            tattrs = {OPERATION: "execute_tool", TOOL_NAME: tc.name, REQUESTED_BY: llm.span_id}
-            if tc.call_id:
-                tattrs[TOOL_CALL_ID] = tc.call_id
-            spans.append(Span(f"s{len(spans)}", "tool", f"execute_tool {tc.name}", "root", len(spans),
-                              attributes=tattrs, tool_call=tc, status="ok" if tc.result is not None else "unset"))
+            add_tool_span(spans, tc, llm, status="ok" if tc.result is not None else "unset")
     trace.spans = spans
     return trace

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.traces.importers.common import REQUESTED_BY, need, openai_message, parse_time_ns
+from sessions.traces.importers.common import add_tool_span, need, openai_message, parse_time_ns
 from sessions.traces.model import (
     INPUT_TOKENS,
     OPERATION,
     OUTPUT_TOKENS,
     REQUEST_MODEL,
     RESPONSE_ID,
-    TOOL_CALL_ID,
-    TOOL_NAME,
     Span,
     Trace,
     TraceFormatError,
@@ -77,11 +75,6 @@ def _call(r: Any, w: str, key: str) -> Trace:
     spans = [llm]
     for m in out:
         for tc in m.tool_calls:
-            tattrs = {OPERATION: "execute_tool", TOOL_NAME: tc.name, REQUESTED_BY: llm.span_id}
-            if tc.call_id:
-                tattrs[TOOL_CALL_ID] = tc.call_id
-            # asked for, not yet run: its result is in the next log's messages
-            spans.append(Span(f"s{len(spans)}", "tool", f"execute_tool {tc.name}", "s0", len(spans),
-                              attributes=tattrs, tool_call=tc))
+            add_tool_span(spans, tc, llm, "s0")  # asked for, not yet run: its result is in the next log's messages
     t.spans = spans
     return t

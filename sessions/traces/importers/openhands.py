@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from engine.types import flatten_content
-from sessions.traces.importers.common import REQUESTED_BY, need, parse_time_ns
+from sessions.traces.importers.common import add_tool_span, need, parse_time_ns
 from sessions.traces.model import (
     INPUT_TOKENS,
     OPERATION,
     OUTPUT_TOKENS,
     REQUEST_MODEL,
     RESPONSE_ID,
-    TOOL_CALL_ID,
-    TOOL_NAME,
     Message,
     Span,
     ToolCall,
@@ -129,14 +127,7 @@ def _events(events: list, base: str, t: Trace, latency: dict[str, float]) -> Tra
         call = ToolCall(meta.get("tool_call_id"), name, arguments)
         if llm is not None:
             llm.output_messages[0].tool_calls.append(call)
-        attrs = {OPERATION: "execute_tool", TOOL_NAME: name, "openhands.action": action}
-        if call.call_id:
-            attrs[TOOL_CALL_ID] = call.call_id
-        if llm is not None:
-            attrs[REQUESTED_BY] = llm.span_id
-        span = Span(f"s{len(spans)}", "tool", f"execute_tool {name}", "root", len(spans), start_ns=ts,
-                    attributes=attrs, tool_call=call)
-        spans.append(span)
+        span = add_tool_span(spans, call, llm, start_ns=ts, attributes={"openhands.action": action})
         if "id" in e:
             by_action[e["id"]] = span
         pending.append(span)

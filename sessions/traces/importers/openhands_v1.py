@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from engine.types import flatten_content
-from sessions.traces.importers.common import REQUESTED_BY, call_id, need, parse_arguments, parse_time_ns
+from sessions.traces.importers.common import add_tool_span, call_id, need, parse_arguments, parse_time_ns
 from sessions.traces.model import (
     INPUT_TOKENS,
     OPERATION,
     OUTPUT_TOKENS,
     REQUEST_MODEL,
     RESPONSE_ID,
-    TOOL_CALL_ID,
-    TOOL_NAME,
     Message,
     Span,
     ToolCall,
@@ -88,25 +86,13 @@ def parse(doc: Any) -> list[Trace]:
             llm.output_messages[0].tool_calls.append(call)
             if not llm.output_messages[0].content:
                 llm.output_messages[0].content = flatten_content(e.get("thought"))
-            attrs = {OPERATION: "execute_tool", TOOL_NAME: name, REQUESTED_BY: llm.span_id}
-            if call.call_id:
-                attrs[TOOL_CALL_ID] = call.call_id
-            span = Span(f"s{len(spans)}", "tool", f"execute_tool {name}", "root", len(spans), start_ns=ts,
-                        attributes=attrs, tool_call=call)
-            spans.append(span)
-            by_action[str(e.get("id"))] = span
+            by_action[str(e.get("id"))] = add_tool_span(spans, call, llm, start_ns=ts)
         elif kind in ("ObservationEvent", "AgentErrorEvent", "UserRejectObservation"):
             obs = e.get("observation") if isinstance(e.get("observation"), dict) else {}
             span = by_action.get(str(e.get("action_id")))
             if span is None:
                 # the action is not in this file (a cut log): the call still happened and ended here
-                name = str(e.get("tool_name") or "tool")
-                span = Span(f"s{len(spans)}", "tool", f"execute_tool {name}", "root", len(spans),
-                            attributes={OPERATION: "execute_tool", TOOL_NAME: name},
-                            tool_call=ToolCall(call_id(e.get("tool_call_id")), name, None))
-                if span.tool_call.call_id:
-                    span.attributes[TOOL_CALL_ID] = span.tool_call.call_id
-                spans.append(span)
+                span = add_tool_span(spans, ToolCall(call_id(e.get("tool_call_id")), str(e.get("tool_name") or "tool"), None), None)
             span.end_ns = ts
             span.tool_call.result = flatten_content(obs.get("content") if obs else e.get("error"))
             span.status = "error" if obs.get("is_error") or kind != "ObservationEvent" else "ok"

@@ -6,12 +6,10 @@ from typing import Any
 
 from engine.types import flatten_content
 from sessions.traces import fastjson
-from sessions.traces.importers.common import REQUESTED_BY, as_list, call_id, need, openai_message, parse_arguments
+from sessions.traces.importers.common import add_tool_span, as_list, call_id, need, openai_message, parse_arguments
 from sessions.traces.model import (
     OPERATION,
     REQUEST_MODEL,
-    TOOL_CALL_ID,
-    TOOL_NAME,
     Message,
     Span,
     ToolCall,
@@ -97,13 +95,9 @@ def parse(doc: Any) -> list[Trace]:
             raise TraceFormatError(f"{w}.execution_time", f"expected seconds as a number, got {dur!r}")
         for call in calls:
             call.result = observation
-            tattrs = {OPERATION: "execute_tool", TOOL_NAME: call.name, REQUESTED_BY: llm.span_id}
-            if call.call_id:
-                tattrs[TOOL_CALL_ID] = call.call_id
             # one step runs its calls one after another; the step's time is theirs together
-            spans.append(Span(f"s{len(spans)}", "tool", f"execute_tool {call.name}", "root", len(spans),
-                              duration_ns=None if dur is None or len(calls) > 1 else int(round(dur * 1e9)),
-                              attributes=tattrs, tool_call=call, status="ok"))
+            add_tool_span(spans, call, llm, status="ok",
+                          duration_ns=None if dur is None or len(calls) > 1 else int(round(dur * 1e9)))
     t.spans = spans
     return [t]
 
