@@ -144,6 +144,19 @@ def openai_message(m: Any, where: str) -> Message:
     return Message(role, flatten_content(m.get("content")), calls, call_id(m.get("tool_call_id")), m.get("name"))
 
 
+def completion_attributes(resp: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+    """Model and token counts of a chat.completion response (OpenAI's and LiteLLM's shape) in
+    the GenAI attribute names."""
+    if resp.get("model"):
+        attrs[REQUEST_MODEL] = resp["model"]
+    usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else {}
+    if usage.get("prompt_tokens") is not None:
+        attrs[INPUT_TOKENS] = usage["prompt_tokens"]
+    if usage.get("completion_tokens") is not None:
+        attrs[OUTPUT_TOKENS] = usage["completion_tokens"]
+    return attrs
+
+
 def add_tool_span(spans: list[Span], call: ToolCall, asked_by: Span | None, parent: str | None = "root",
                   **fields: Any) -> Span:
     """The tool span of one call in a message-log or event format, appended to `spans` (named

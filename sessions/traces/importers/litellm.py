@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.traces.importers.common import add_tool_span, need, openai_message, parse_time_ns
+from sessions.traces.importers.common import add_tool_span, completion_attributes, need, openai_message, parse_time_ns
 from sessions.traces.model import (
-    INPUT_TOKENS,
     OPERATION,
-    OUTPUT_TOKENS,
     REQUEST_MODEL,
     RESPONSE_ID,
     Span,
@@ -50,16 +48,9 @@ def _call(r: Any, w: str, key: str) -> Trace:
     if latency is not None and not isinstance(latency, (int, float)):
         raise TraceFormatError(f"{w}.latency_sec", f"expected seconds as a number, got {latency!r}")
     start = end - int(round(latency * 1e9)) if end is not None and latency is not None else None
-    attrs: dict[str, Any] = {OPERATION: "chat"}
-    if resp.get("model"):
-        attrs[REQUEST_MODEL] = resp["model"]
+    attrs = completion_attributes(resp, {OPERATION: "chat"})
     if resp.get("id"):
         attrs[RESPONSE_ID] = resp["id"]
-    usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else {}
-    if usage.get("prompt_tokens") is not None:
-        attrs[INPUT_TOKENS] = usage["prompt_tokens"]
-    if usage.get("completion_tokens") is not None:
-        attrs[OUTPUT_TOKENS] = usage["completion_tokens"]
     tools = r.get("tools")
     if not tools and isinstance(r.get("kwargs"), dict):
         tools = r["kwargs"].get("tools")

@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from engine.types import flatten_content
-from sessions.traces.importers.common import add_tool_span, need, parse_time_ns
+from sessions.traces.importers.common import add_tool_span, completion_attributes, need, parse_time_ns
 from sessions.traces.model import (
-    INPUT_TOKENS,
     OPERATION,
-    OUTPUT_TOKENS,
-    REQUEST_MODEL,
     RESPONSE_ID,
     Message,
     Span,
@@ -163,14 +160,7 @@ def _llm_span(meta: dict, spans: list[Span], seen: dict[str, Span], messages: li
     rid = str(resp.get("id") or len(seen))
     if rid in seen:
         return seen[rid]
-    attrs: dict[str, Any] = {OPERATION: "chat", RESPONSE_ID: rid}
-    if resp.get("model"):
-        attrs[REQUEST_MODEL] = resp["model"]
-    usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else {}
-    if usage.get("prompt_tokens") is not None:
-        attrs[INPUT_TOKENS] = usage["prompt_tokens"]
-    if usage.get("completion_tokens") is not None:
-        attrs[OUTPUT_TOKENS] = usage["completion_tokens"]
+    attrs = completion_attributes(resp, {OPERATION: "chat", RESPONSE_ID: rid})
     thought = e.get("args", {}).get("thought") if isinstance(e.get("args"), dict) else e.get("thought")
     out = Message("assistant", flatten_content(thought))
     lat = latency.get(rid)
