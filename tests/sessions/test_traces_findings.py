@@ -1,5 +1,5 @@
-"""The detectors beyond N+1, each on a fixture it must flag and near misses it must not: retries,
-write amplification and partial write failure, connections held across LLM calls, cold starts."""
+"""The detectors beyond N+1, each on a hand-written OTLP fixture it must flag and near misses it must not
+(fixtures/detectors): retries, write amplification and partial write failure, held connections, cold starts."""
 from pathlib import Path
 
 import pytest
