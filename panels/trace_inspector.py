@@ -1,5 +1,5 @@
-"""Trace inspector: an imported trace's span tree with a duration waterfall, N+1 findings
-highlighted, a detail pane and filters by kind and tool. Fed plain data (sessions.traces.store.get_trace)."""
+"""Trace inspector: an imported trace's span tree with a duration waterfall, every finding listed and its
+spans highlighted, a detail pane and filters by kind and tool. Fed plain data (sessions.traces.store.get_trace)."""
 from __future__ import annotations
 
 import json
@@ -41,6 +41,7 @@ class TraceInspector(Widget):
     TraceInspector #ti-tree { width: 3fr; }
     TraceInspector #ti-detail-scroll { width: 2fr; border-left: solid $panel; padding: 0 1; }
     TraceInspector #ti-header { height: auto; color: $text-muted; }
+    TraceInspector #ti-findings { height: auto; max-height: 8; }
     """
 
     class SpanSelected(Message):
@@ -59,6 +60,7 @@ class TraceInspector(Widget):
 
     def compose(self) -> ComposeResult:
         yield Static("no trace loaded", id="ti-header")
+        yield Static("", id="ti-findings")
         with Horizontal(id="ti-filters"):
             yield Select([(k, k) for k in KINDS], prompt="all kinds", id="ti-kind", allow_blank=True)
             yield Input(placeholder="filter by tool name", id="ti-tool")
@@ -79,10 +81,14 @@ class TraceInspector(Widget):
     def set_trace(self, trace: dict[str, Any], findings: list[dict[str, Any]] | None = None) -> None:
         self.trace = trace
         self.findings = [f for f in (findings or []) if f.get("trace_id") in (None, trace.get("id"))]
-        self.flagged = {sid: f["kind"] for f in self.findings for sid in f["span_ids"]}
+        self.flagged = {}
+        for f in self.findings:
+            for sid in f["span_ids"]:
+                self.flagged.setdefault(sid, f["kind"])
         n = len(self.findings)
         timing = "" if trace.get("has_timings") else " · no timings in this format"
         self.set_header(f"{trace.get('id')} · {trace.get('format')} · {len(trace.get('spans', []))} spans · {n} finding(s){timing}")
+        self.query_one("#ti-findings", Static).update(findings_text(self.findings))
         self.rebuild()
 
     def set_filters(self, kind: str | None = None, tool: str = "") -> None:
@@ -169,6 +175,22 @@ class TraceInspector(Widget):
         self.set_filters(self.kind_filter, event.value)
 
 
+def findings_text(findings: list[dict[str, Any]]) -> Text:
+    """One line per finding, whatever its kind: a cold start or a held connection is about the
+    trace as much as about the spans it marks."""
+    text = Text()
+    for i, f in enumerate(findings):
+        if i:
+            text.append("\n")
+        text.append(f"⚠ {f['kind']}", style="bold yellow")
+        text.append(f" ×{f['count']} {_short(f.get('tool'), 40)}")
+        if f.get("saved_ms_estimate") is not None:
+            text.append(f" · ~{f['saved_ms_estimate']:.0f} ms to save", style="dim")
+        if f.get("detail"):
+            text.append(f" · {_short(f['detail'], 120)}", style="dim")
+    return text
+
+
 def detail_text(s: dict[str, Any], findings: list[dict[str, Any]]) -> str:
     def ms(v: Any) -> str:
         return "not recorded" if v is None else f"{v:.1f} ms"
@@ -190,7 +212,8 @@ def detail_text(s: dict[str, Any], findings: list[dict[str, Any]]) -> str:
         lines.append(f"result: {_short(s.get('tool_result'), 800)}")
     for f in findings:
         if s["span_id"] in f["span_ids"]:
-            lines.append(f"⚠ {f['kind']} ×{f['count']} ({f['fingerprint']}): {f.get('estimate_method', '')}")
+            what = f"{f['detail']}; " if f.get("detail") else ""
+            lines.append(f"⚠ {f['kind']} ×{f['count']} ({f['fingerprint']}): {what}{f.get('estimate_method', '')}")
     return "\n".join(lines)
 
 

@@ -38,7 +38,8 @@ class TracesPanel(Widget):
         table.clear()
         for r in rows:
             when = r["imported_at"].strftime("%m-%d %H:%M") if r.get("imported_at") else "-"
-            dur = "no timings" if r.get("duration_ms") is None else f"{r['duration_ms']:.0f} ms"
+            dur = (f"{r['duration_ms']:.0f} ms" if r.get("duration_ms") is not None
+                   else "steps only" if r.get("has_timings") else "no timings")  # SWE-agent: durations, no start times
             table.add_row(when, r["format"], (r.get("name") or "")[:40], r["spans"], r["llm_calls"], r["tool_calls"],
                           dur, r["id"], key=r["id"])
 

@@ -191,6 +191,11 @@ def _user_is_tool_result(m: dict[str, Any], call: LLMCall) -> bool:
     return bool(text) and any(r and (text == r or text.startswith(r)) for r in call.tool_result_texts)
 
 
+def _key(v: Any) -> str | None:
+    """A tool-call id as a dict key: formats write lists and numbers too."""
+    return v if v is None or type(v) is str else json.dumps(v, sort_keys=True)
+
+
 def segment_messages(call: LLMCall, cfg: BudgetConfig) -> list[tuple[str, list[Segment]]]:
     """(role, segments) per rendered message; joining a message's segments gives its content."""
     msgs = call.messages
@@ -200,7 +205,7 @@ def segment_messages(call: LLMCall, cfg: BudgetConfig) -> list[tuple[str, list[S
     for m in msgs:
         for tc in m.get("tool_calls") or []:
             fn = tc.get("function") or tc
-            cid = tc.get("id") or tc.get("call_id")
+            cid = _key(tc.get("id") or tc.get("call_id"))
             if cid:
                 call_names[cid] = fn.get("name") or ""
     out: list[tuple[str, list[Segment]]] = []
@@ -217,7 +222,7 @@ def segment_messages(call: LLMCall, cfg: BudgetConfig) -> list[tuple[str, list[S
                 tools_placed = True
             out.append(("system", segs))
         elif role == "tool" or (role == "user" and user_kinds[i] == "tool"):
-            cid = m.get("tool_call_id")
+            cid = _key(m.get("tool_call_id"))
             retrieval = (cid in call.retrieval_call_ids) or _is_retrieval(m.get("name") or call_names.get(cid or ""), cfg)
             cat = DOCUMENTS if retrieval else TOOL_RESULTS
             if role == "tool":

@@ -43,7 +43,7 @@ class WorkbenchApp(App):
         Binding("f2", "focus_sessions", "Sessions", id="focus_sessions", tooltip="Move focus to the sessions list"),
         Binding("f3", "focus_prompt", "Prompt", id="focus_prompt", tooltip="Move focus to the prompt box"),
         Binding("f5", "tab_chat", "Chat", id="tab_chat", tooltip="Show the Chat tab: sessions, chat, latency and engine"),
-        Binding("f6", "tab_traces", "Traces", id="tab_traces", tooltip="Show the Traces tab: imported agent traces and their N+1 findings"),
+        Binding("f6", "tab_traces", "Traces", id="tab_traces", tooltip="Show the Traces tab: imported agent traces and what the detectors found in them"),
         Binding("f7", "tab_budget", "Budget", id="tab_budget", tooltip="Show the Budget tab: the context window of each call of this chat"),
         Binding("f8", "tab_cache", "Cache", id="tab_cache", tooltip="Show the Cache tab: semantic cache hits, misses and guard refusals"),
         Binding("f9", "tab_engine", "Engine", id="tab_engine", tooltip="Show the Engine tab: speculation decisions and grid, prefix-cache hits and misses"),

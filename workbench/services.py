@@ -250,10 +250,10 @@ class ChatService:
         return budget_rows(f"session {sid}", calls, lambda _model: tok, cfg, policy=any(cfg.caps.values()))
 
     def trace_with_findings(self, trace_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """A stored trace as the inspector reads it, and its N+1 / redundant / loop findings."""
-        from sessions.traces.nplus1 import DetectorSettings, detect
+        """A stored trace as the inspector reads it, and every finding of every detector on it."""
+        from sessions.traces.findings import detect
         from sessions.traces.store import get_trace, trace_from_dict
 
         assert self.store is not None
         trace = get_trace(self.store, trace_id)
-        return trace, [f.to_dict() for f in detect(trace_from_dict(trace), DetectorSettings())]
+        return trace, [f.to_dict() for f in detect(trace_from_dict(trace))]

@@ -1,5 +1,5 @@
-"""json.loads and json.dumps for many small values: the stdlib's C scanner and encoder built once,
-without the per-call Python wrapping, for importers and the store (tens of thousands per file)."""
+"""json.loads and json.dumps for trace files and their many small values: orjson when it is
+installed, else the stdlib's C scanner and encoder built once; the stdlib always has the last word."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,25 @@ try:  # the C parts json itself uses; absent only on Pythons built without the _
 except ImportError:  # pragma: no cover
     c_make_encoder = c_make_scanner = None
 
+try:  # 3-5x the stdlib's speed on whole documents; optional, the results are the same
+    import orjson
+except ImportError:  # pragma: no cover - exercised where orjson is not installed
+    orjson = None
+
 _scan = c_make_scanner(JSONDecoder()) if c_make_scanner is not None else None
+FAILED = object()  # what parse_document returns when the stdlib has to decide
+
+
+def parse_document(data: bytes) -> Any:
+    """A whole file's JSON value, or FAILED when orjson is absent or refuses it: JSONL, a BOM,
+    NaN, integers beyond 64 bits, bad UTF-8 or bad JSON. The caller then asks the stdlib, which
+    accepts what json accepts and reports errors with the line and column people expect."""
+    if orjson is None:
+        return FAILED
+    try:
+        return orjson.loads(data)
+    except (orjson.JSONDecodeError, TypeError):
+        return FAILED
 
 
 def loads(text: str) -> Any:
@@ -20,6 +38,11 @@ def loads(text: str) -> Any:
     around the scanner (two whitespace regex matches and the wrappers) — more than parsing a
     tool call's arguments takes. Anything but a value filling the whole string (surrounding
     whitespace, a BOM, trailing data, nothing at all) goes to json.loads for its usual answer."""
+    if orjson is not None and type(text) is str:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # NaN, huge integers, or an error: the stdlib's answer below
     if _scan is not None and type(text) is str:
         try:
             value, end = _scan(text, 0)
@@ -43,5 +66,23 @@ def make_encoder(*, sort_keys: bool = False, compact: bool = False) -> Callable[
 
     def encode(value: Any) -> str:
         return join(enc(value, 0))
+
+    return encode
+
+
+def make_store_encoder() -> Callable[[Any], str]:
+    """JSON text for the store's JSON columns, where only the value matters, not the spacing:
+    orjson's compact text when it can write the value (it refuses non-string keys and integers
+    beyond 64 bits, and writes NaN as null), else the stdlib's."""
+    fallback = make_encoder()
+    if orjson is None:
+        return fallback
+    dumps, options = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
+
+    def encode(value: Any) -> str:
+        try:
+            return dumps(value, default=str, option=options).decode()
+        except TypeError:
+            return fallback(value)
 
     return encode

@@ -1,5 +1,5 @@
-"""Sentry-style detectors over a trace's tool spans: N+1 (a run of calls to one tool that differ
-only in parameter values), redundant calls (same call, same result) and loops (a call sequence repeating)."""
+"""Sentry-style detectors over a trace's calls: retries (the same failing call made again), N+1 (a run of
+calls to one tool that differ only in parameter values), redundant calls (same call, same result), loops."""
 from __future__ import annotations
 
 import bisect
@@ -40,10 +40,17 @@ class LoopSettings:
 
 
 @dataclass(slots=True)
+class RetrySettings:
+    min_attempts: int = 2  # the failed call and at least one more of the same
+    min_failed: int = 1  # attempts that failed before the last
+
+
+@dataclass(slots=True)
 class DetectorSettings:
     nplus1: NPlusOneSettings = field(default_factory=NPlusOneSettings)
     redundant: RedundantSettings = field(default_factory=RedundantSettings)
     loop: LoopSettings = field(default_factory=LoopSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
 
 
 @dataclass(slots=True)
@@ -60,6 +67,7 @@ class Finding:
     signature: str
     dispatch: str  # sequential | fan_out | unknown
     timings: str  # full | durations | none
+    detail: str = ""  # what was seen, in a line, for kinds whose count and tool do not say it all
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -382,6 +390,68 @@ class LoopDetector:
                        fingerprint(self.kind, tool, signature), signature, _dispatch(spans, timings), timings)
 
 
+class RetryDetector:
+    """The same call (tool and exact arguments, or an LLM request with the same input) made again
+    right after it failed: a retry, reported as one, and counted as one call by the detectors
+    that follow, so that three attempts at one failing lookup are not an N+1."""
+
+    kind = "retry"
+
+    def __init__(self, settings: RetrySettings | None = None):
+        self.settings = settings or RetrySettings()
+
+    def runs(self, keys: list[str], failed: list[bool]) -> list[tuple[int, int]]:
+        """[start, stop) of every run of equal keys in which each attempt but the last failed."""
+        out, i, n = [], 0, len(keys)
+        while i < n:
+            j = i
+            while j + 1 < n and keys[j + 1] == keys[i] and failed[j]:
+                j += 1
+            attempts, fails = j - i + 1, sum(failed[i:j])  # failed[j] was not retried
+            if attempts >= self.settings.min_attempts and fails >= self.settings.min_failed:
+                out.append((i, j + 1))
+            i = j + 1
+        return out
+
+    def detect(self, trace: Trace, calls: list[ToolCallView]) -> tuple[list[Finding], list[ToolCallView]]:
+        """Findings, and the calls with every retried attempt but the last left out."""
+        keys = [c.exact for c in calls]
+        failed = [c.span.status == "error" for c in calls]
+        findings, drop = [], set()
+        for start, stop in self.runs(keys, failed):
+            run = calls[start:stop]
+            drop.update(range(start, stop - 1))
+            findings.append(self._finding(trace, [c.span for c in run], run[0].tool, run[0].signature))
+        findings += self._llm_retries(trace)
+        kept = [c for n, c in enumerate(calls) if n not in drop] if drop else calls
+        return findings, kept
+
+    def _llm_retries(self, trace: Trace) -> list[Finding]:
+        llm = sorted((s for s in trace.spans if s.kind == "llm"), key=lambda s: s.seq)
+        if len(llm) < self.settings.min_attempts or not any(s.status == "error" for s in llm):
+            return []
+        keys = [f"{s.attributes.get('gen_ai.request.model')}\0{_CANONICAL([m.to_dict() for m in trace.input_for(s)])}"
+                for s in llm]
+        out = []
+        for start, stop in self.runs(keys, [s.status == "error" for s in llm]):
+            run = llm[start:stop]
+            model = str(run[0].attributes.get("gen_ai.request.model") or "model")
+            out.append(self._finding(trace, run, f"llm {model}", "llm request"))
+        return out
+
+    def _finding(self, trace: Trace, spans: list[Span], tool: str, signature: str) -> Finding:
+        timings, total, _ = _timing(spans)
+        failed = [s for s in spans[:-1] if s.status == "error"]
+        errors = sorted({str(s.attributes.get("error.type") or s.attributes.get("error.message") or "error")[:60] for s in failed})
+        outcome = "the last failed too" if spans[-1].status == "error" else "the last succeeded"
+        wasted = None if total is None else sum(s.duration for s in failed) / 1e6
+        method = ("no timings in this trace: judged on the attempt count alone, no time estimate" if wasted is None else
+                  f"time of the {len(failed)} failed attempt(s): {wasted:.1f} ms (waits between attempts not included)")
+        return Finding(self.kind, trace.trace_id, tool, len(spans), total, wasted, method, [s.span_id for s in spans],
+                       fingerprint(self.kind, tool, signature), signature, "sequential", timings,
+                       f"{len(spans)} attempts, {len(failed)} failed ({', '.join(errors)}); {outcome}")
+
+
 def _equal_runs(seq: list, lag: int, min_len: int) -> Iterator[tuple[int, int]]:
     """Maximal runs [j, k) of positions where seq[i] == seq[i + lag], at least min_len (and 1)
     long, in order. The comparisons and the run search run in C (a byte per position and a
@@ -397,14 +467,16 @@ def _has_shorter_period(block: list[int]) -> bool:
 
 
 def detect(trace: Trace, settings: DetectorSettings | None = None) -> list[Finding]:
-    """All findings of one trace: N+1 runs, loops, then redundant calls not already inside a loop."""
+    """The call findings of one trace: retries, N+1 runs, loops, then redundant calls not already
+    inside a loop. A retried call counts once (its last attempt) for the detectors after retries."""
     with gc_paused():  # a 100,000-span trace is 100,000+ live objects each collection re-walks
         return _detect(trace, settings or DetectorSettings())
 
 
 def _detect(trace: Trace, settings: DetectorSettings) -> list[Finding]:
     calls = tool_calls(trace, settings.nplus1.command_keys)
-    findings = NPlusOneDetector(settings.nplus1).detect(trace, calls)
+    retries, calls = RetryDetector(settings.retry).detect(trace, calls)
+    findings = retries + NPlusOneDetector(settings.nplus1).detect(trace, calls)
     loops = LoopDetector(settings.loop).detect(trace, calls)
     in_loop = {sid for f in loops for sid in f.span_ids}
     redundant = [f for f in RedundantCallDetector(settings.redundant).detect(trace, calls)

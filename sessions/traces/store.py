@@ -10,7 +10,7 @@ from typing import Any, Callable
 from sessions.recorder import insert_many
 from sessions.queries import resolve_prefix
 from sessions.store import Store
-from sessions.traces.fastjson import make_encoder
+from sessions.traces.fastjson import make_store_encoder
 from sessions.traces.gcpause import gc_paused
 from sessions.traces.importers import ParsedFile, TraceImportError
 from sessions.traces.model import (
@@ -32,12 +32,13 @@ _SPAN_INTS = frozenset(("seq", "start_ns", "end_ns", "duration_ns", "first_token
                         "input_upto"))
 MESSAGE_COLUMNS = ("trace_id", "seq", "message")
 _MESSAGE_INTS = frozenset(("seq",))
-TRACE_COLUMNS = ("id", "content_hash", "format", "source", "name", "imported_at", "start_ns", "end_ns", "has_timings",
-                 "span_count", "attributes")
-BULK_ROWS = 500  # above this, rows go in as numpy columns rather than bound parameters
+TRACE_COLUMNS = ("id", "content_hash", "format", "source", "name", "start_ns", "end_ns", "has_timings",
+                 "span_count", "attributes")  # and imported_at, one value per batch
+_TRACE_INTS = frozenset(("start_ns", "end_ns", "span_count", "has_timings"))  # kept as numbers, not text
+BULK_ROWS = 32  # above this, rows go in as numpy columns: a VALUES list binds each cell apart (~30 us each)
 CHUNK_ROWS = 20_000  # rows per INSERT: bounds the column arrays and paces the progress bar
 
-_json = make_encoder()  # what json.dumps(v, ensure_ascii=False, default=str) gives, built once
+_json = make_store_encoder()  # JSON text of a value, built once
 
 
 @dataclass(slots=True)
@@ -77,7 +78,8 @@ def _int(v: Any) -> int | None:
         return None
 
 
-def _insert(cur, table: str, columns: tuple[str, ...], ints: frozenset[str], rows: list[tuple]) -> None:
+def _insert(cur, table: str, columns: tuple[str, ...], ints: frozenset[str], rows: list[tuple],
+            constants: dict[str, Any] | None = None) -> None:
     """Rows into `table` with one statement: a few through bound parameters, more than BULK_ROWS
     as numpy columns (numpy's import is not worth it for a handful). Text cells a loose format
     filled with a number or a bool are stored as their JSON text on both paths."""
@@ -88,16 +90,19 @@ def _insert(cur, table: str, columns: tuple[str, ...], ints: frozenset[str], row
         if name not in ints and not set(map(type, cols[n])) <= _TEXT_TYPES:
             cols[n] = [_text(v) for v in cols[n]]
     if len(rows) <= BULK_ROWS:
-        insert_many(cur, table, columns, list(zip(*cols)))
+        extra = tuple((constants or {}).values())
+        insert_many(cur, table, columns + tuple(constants or {}), [r + extra for r in zip(*cols)])
     else:
-        _insert_columns(cur, table, columns, ints, cols)
+        _insert_columns(cur, table, columns, ints, cols, constants)
 
 
-def _insert_columns(cur, table: str, columns: tuple[str, ...], ints: frozenset[str], cols: list) -> None:
+def _insert_columns(cur, table: str, columns: tuple[str, ...], ints: frozenset[str], cols: list,
+                    constants: dict[str, Any] | None = None) -> None:
     """One INSERT ... SELECT over numpy columns: DuckDB scans them column by column, where a
     multi-row VALUES binds each value on its own and NDJSON had Python encode each row as an
     object. Integer columns travel as int64 plus a null mask: an object column's type is guessed
-    from a sample, and a guess of INTEGER fails on a later nanosecond time."""
+    from a sample, and a guess of INTEGER fails on a later nanosecond time. A value the same in
+    every row (the import time) is bound once: a column of datetime objects converts slowly."""
     import numpy as np
 
     src: dict[str, Any] = {}
@@ -119,7 +124,10 @@ def _insert_columns(cur, table: str, columns: tuple[str, ...], ints: frozenset[s
     view = _VIEW + table
     cur.register(view, src)
     # on an error the view stays until _save has rolled back: unregistering needs a live transaction
-    cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(select)} FROM {view}")
+    names = list(columns) + list(constants or {})
+    select += ["?"] * len(constants or {})
+    cur.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(select)} FROM {view}",
+                list((constants or {}).values()))
     cur.unregister(view)
 
 
@@ -129,32 +137,67 @@ _VIEW = "_wb_import_"
 
 def save_parsed(store: Store, parsed: ParsedFile, on_rows: Callable[[int, int], None] | None = None) -> StoredFile:
     """All traces of one file in one transaction: a failure stores nothing of this file."""
+    out = save_many(store, [parsed], on_rows)[0]
+    if isinstance(out, TraceImportError):
+        raise out
+    return out
+
+
+def save_many(store: Store, files: list[ParsedFile],
+              on_rows: Callable[[int, int], None] | None = None) -> list[StoredFile | TraceImportError]:
+    """Many files in one transaction, each still whole or absent: a commit costs milliseconds (the
+    WAL is synced), more than storing a small trace, so a directory of small files goes in batches.
+    When a batch fails on a value that does not fit the store, its files are stored one by one and
+    only the file at fault fails. Returns a StoredFile or the error, per file, in order."""
     with gc_paused():
-        return _save(store, parsed, on_rows)
+        try:
+            return _save(store, files, on_rows)
+        except TraceImportError as e:
+            if len(files) == 1:
+                return [e]
+        return [_one(store, f) for f in files]
 
 
-def _save(store: Store, parsed: ParsedFile, on_rows: Callable[[int, int], None] | None) -> StoredFile:
-    out = StoredFile(parsed.path, parsed.format)
+def _one(store: Store, f: ParsedFile) -> StoredFile | TraceImportError:
+    try:
+        return _save(store, [f], None)[0]
+    except TraceImportError as e:
+        return e
+
+
+def _save(store: Store, files: list[ParsedFile], on_rows: Callable[[int, int], None] | None) -> list[StoredFile]:
     cur = store.cursor()
-    ids = [t.trace_id for t in parsed.traces]
-    have = {r[0] for r in cur.execute("SELECT id FROM traces WHERE list_contains(?, id)", [ids]).fetchall()}
-    todo = [t for t in parsed.traces if t.trace_id not in have]
-    total = sum(len(t.spans) + len(t.messages) for t in todo) or 1
+    ids = [t.trace_id for f in files for t in f.traces]
+    have = {r[0] for r in cur.execute("SELECT id FROM traces WHERE list_contains(?, id)", [ids]).fetchall()} if ids else set()
     now = datetime.now(timezone.utc)
-    trace_rows = []
-    for t in todo:
-        starts = [s.start_ns for s in t.spans if s.start_ns is not None]
-        ends = [s.end_ns for s in t.spans if s.end_ns is not None]
-        trace_rows.append((t.trace_id, parsed.content_hash, t.format, parsed.path, t.name, now,
-                           min(starts) if starts else None, max(ends) if ends else None, t.has_timings,
-                           len(t.spans), _dumps(t.attributes)))
-    # Rows of every trace in the file go into one INSERT per table (per CHUNK_ROWS): a file of
-    # many small traces costs as few statements as one big trace.
-    spans = [(t.trace_id, s) for t in todo for s in t.spans]
-    messages = [(t.trace_id, n, m) for t in todo for n, m in enumerate(t.messages)]
+    outs, todo_all, trace_rows = [], [], []
+    for parsed in files:
+        out = StoredFile(parsed.path, parsed.format)
+        todo = []
+        for t in parsed.traces:
+            if t.trace_id not in have:
+                have.add(t.trace_id)  # the same file twice in one batch stores it once
+                todo.append(t)
+        for t in todo:
+            starts = [s.start_ns for s in t.spans if s.start_ns is not None]
+            ends = [s.end_ns for s in t.spans if s.end_ns is not None]
+            trace_rows.append((t.trace_id, parsed.content_hash, t.format, parsed.path, t.name,
+                               min(starts) if starts else None, max(ends) if ends else None, t.has_timings,
+                               len(t.spans), _dumps(t.attributes)))
+        out.trace_ids = [t.trace_id for t in parsed.traces]
+        out.new_ids = [t.trace_id for t in todo]
+        out.has_timings = any(t.has_timings for t in parsed.traces)
+        out.spans = sum(len(t.spans) for t in parsed.traces)
+        outs.append(out)
+        todo_all += todo
+    # Rows of every trace in the batch go into one INSERT per table (per CHUNK_ROWS): many small
+    # traces cost as few statements as one big trace.
+    spans = [(t.trace_id, s) for t in todo_all for s in t.spans]
+    messages = [(t.trace_id, n, m) for t in todo_all for n, m in enumerate(t.messages)]
+    total = len(spans) + len(messages) or 1
     cur.execute("BEGIN TRANSACTION")
     try:
-        insert_many(cur, "traces", TRACE_COLUMNS, trace_rows)  # a row per trace: bound parameters do
+        _insert(cur, "traces", TRACE_COLUMNS, _TRACE_INTS, trace_rows, {"imported_at": now})
         done = 0
         for i in range(0, len(spans), CHUNK_ROWS):
             part = spans[i:i + CHUNK_ROWS]
@@ -179,13 +222,10 @@ def _save(store: Store, parsed: ParsedFile, on_rows: Callable[[int, int], None] 
         if isinstance(e, (OverflowError, duckdb.ConversionException)):
             # a number in the file too large for its column (an int64 time, an int32 count)
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise TraceImportError(parsed.path, None, f"a value does not fit the store: {reason}") from None
+            path = files[0].path if len(files) == 1 else f"{len(files)} files"
+            raise TraceImportError(path, None, f"a value does not fit the store: {reason}") from None
         raise
-    out.trace_ids = ids
-    out.new_ids = [t.trace_id for t in todo]
-    out.has_timings = any(t.has_timings for t in parsed.traces)
-    out.spans = sum(len(t.spans) for t in parsed.traces)
-    return out
+    return outs
 
 
 def _rows(cur) -> list[dict[str, Any]]:
@@ -194,14 +234,47 @@ def _rows(cur) -> list[dict[str, Any]]:
 
 
 def list_traces(store: Store, limit: int = 500) -> list[dict[str, Any]]:
-    return _rows(store.execute(
+    rows = _rows(store.execute(
         """SELECT t.id, t.format, t.name, t.source, t.imported_at, t.span_count AS spans, t.has_timings,
                   (t.end_ns - t.start_ns) / 1e6 AS duration_ms,
                   count(*) FILTER (WHERE s.kind = 'llm') AS llm_calls,
                   count(*) FILTER (WHERE s.kind = 'tool') AS tool_calls,
-                  sum(s.input_tokens) AS input_tokens, sum(s.output_tokens) AS output_tokens
+                  sum(s.input_tokens) FILTER (WHERE s.kind = 'llm') AS input_tokens,
+                  sum(s.output_tokens) FILTER (WHERE s.kind = 'llm') AS output_tokens,
+                  count(*) FILTER (WHERE s.start_ns IS NOT NULL) AS timed_spans,
+                  count(*) FILTER (WHERE s.kind = 'llm' AND s.start_ns IS NOT NULL AND s.end_ns IS NOT NULL) AS timed_llm,
+                  count(*) FILTER (WHERE s.kind = 'llm' AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
+                      AS llm_with_tokens,
+                  count(*) FILTER (WHERE s.kind = 'llm' AND (s.input_messages IS NOT NULL OR s.input_upto IS NOT NULL))
+                      AS llm_with_input
            FROM traces t LEFT JOIN trace_spans s ON s.trace_id = t.id
            GROUP BY ALL ORDER BY t.imported_at DESC, t.id LIMIT ?""", [limit]))
+    for r in rows:
+        r["not_recorded"] = not_recorded(r)
+        for k in ("timed_spans", "timed_llm", "llm_with_tokens", "llm_with_input"):
+            del r[k]
+    return rows
+
+
+def not_recorded(r: dict[str, Any]) -> list[str]:
+    """What the trace's format did not record, so a listing can say so instead of showing a
+    zero: an LLM time that is missing is not an LLM call that took no time."""
+    out = []
+    if not r["has_timings"]:
+        out.append("timings")
+    elif not r["timed_spans"]:
+        out.append("start times (durations only)")
+    elif r["llm_calls"] and not r["timed_llm"]:
+        out.append("llm times")
+    if not r["llm_calls"]:
+        out.append("llm calls")
+    elif not r["llm_with_tokens"]:
+        out.append("tokens")
+    elif r["llm_with_tokens"] < r["llm_calls"]:
+        out.append(f"tokens of {r['llm_calls'] - r['llm_with_tokens']} call(s)")
+    if r["llm_calls"] and not r["llm_with_input"]:
+        out.append("prompts")
+    return out
 
 
 def resolve_trace_id(store: Store, prefix: str) -> str:

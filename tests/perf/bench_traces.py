@@ -1,10 +1,12 @@
-"""Benchmark: import speed (MB/s) of a generated large OTLP JSON agent trace into DuckDB, against
-json.loads of the same bytes, and N+1 detection time over 100,000 spans. Prints JSON.
+"""Benchmark: import speed (MB/s) of a directory of many real trace files and of one generated large
+OTLP file into DuckDB, each against json.loads of the same bytes, and N+1 detection over 100,000 spans.
 
-Run: PYTHONPATH=. python tests/perf/bench_traces.py [--mb 40] [--spans 100000] [--repeat 3]
-Targets: import >= 20 MB/s; detection over 100,000 spans < 1 s. Each is measured --repeat times
-with its baseline in the same run (best and median reported), and the load average is printed:
-on a shared machine the ratios say more than the absolute figures."""
+Run: PYTHONPATH=. python tests/perf/bench_traces.py [--dir-mb 100] [--mb 40] [--spans 100000] [--repeat 3]
+Targets: import >= 20 MB/s (a directory of real files, as `workbench import DIR` runs it); detection
+over 100,000 spans < 1 s. Each is measured --repeat times with its baseline in the same run (best and
+median reported), and the load average is printed: on a shared machine the ratios say more. The
+directory is the corpus in tests/fixtures/traces copied until it holds --dir-mb: whole real files,
+each copy made distinct by trailing newlines (so each is a new file to the store, not a duplicate)."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +20,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from sessions.store import Store  # noqa: E402
+from sessions.traces import fastjson  # noqa: E402
+from sessions.traces.bulk import expand, import_files  # noqa: E402
 from sessions.traces.gcpause import gc_paused  # noqa: E402
 from sessions.traces.importers import parse_bytes  # noqa: E402
 from sessions.traces.model import Span, ToolCall, Trace  # noqa: E402
@@ -123,6 +127,66 @@ def bench_import(data: bytes, repeat: int) -> dict:
     }
 
 
+CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "traces")
+
+
+def corpus_directory(target_bytes: int, into: str) -> tuple[list[str], int]:
+    """Copies of every corpus file, round after round, until the directory holds target_bytes."""
+    files, _ = expand([CORPUS])
+    blobs = [(os.path.relpath(f, CORPUS), open(f, "rb").read()) for f in files]
+    total, n = 0, 0
+    while total < target_bytes:
+        for rel, data in blobs:
+            stem, _, ext = os.path.basename(rel).partition(".")
+            path = os.path.join(into, os.path.dirname(rel), f"{stem}-{n:05d}.{ext}")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data + b"\n" * (n + 1))
+            total += len(data) + n + 1
+        n += 1
+    return expand([into])[0], total
+
+
+def _stdlib_loads(data: bytes) -> object:
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError:  # JSONL
+        return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def bench_directory(target_mb: float, repeat: int) -> dict:
+    """`workbench import DIR` minus the process start: expand, read, parse, store in batches, into
+    a fresh DuckDB file each run, against json.loads of every file's bytes."""
+    with tempfile.TemporaryDirectory() as d:
+        files, total = corpus_directory(int(target_mb * 1024 * 1024), os.path.join(d, "traces"))
+        mb = total / 1024 / 1024
+        loads, times, traces = [], [], 0
+        for r in range(repeat):
+            t0 = time.perf_counter()
+            for f in files:
+                with open(f, "rb") as fh:
+                    _stdlib_loads(fh.read())
+            loads.append(time.perf_counter() - t0)
+            db = os.path.join(d, f"bench{r}.duckdb")
+            with Store(db) as st:
+                t0 = time.perf_counter()
+                results = import_files(st, expand([os.path.join(d, "traces")])[0])
+                times.append(time.perf_counter() - t0)
+            traces = sum(len(x.stored.trace_ids) for x in results if x.stored)
+            assert not any(x.error for x in results), [str(x.error) for x in results if x.error][:3]
+            os.remove(db)
+    best, median = _best_and_median(times)
+    return {
+        "files": len(files), "mb": round(mb, 1), "traces": traces, "runs": repeat,
+        "json_library": "orjson" if fastjson.orjson is not None else "stdlib json",
+        "seconds_best": round(best, 2), "seconds_median": round(median, 2),
+        "mb_per_s_best": round(mb / best, 1), "mb_per_s_median": round(mb / median, 1),
+        "json_loads_mb_per_s_best": round(mb / min(loads), 1),
+        "ratio_to_json_loads": round(min(loads) / best, 3),
+        "target_mb_per_s": 20, "meets_target": mb / best >= 20,
+    }
+
+
 def bench_nplus1(n_spans: int, repeat: int) -> dict:
     """Detection over one synthetic trace, against a floor measured in the same run: encoding
     every tool call's arguments once as canonical JSON, the least a detector comparing them does."""
@@ -153,7 +217,8 @@ def bench_nplus1(n_spans: int, repeat: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mb", type=float, default=40.0)
+    ap.add_argument("--dir-mb", type=float, default=100.0, help="size of the directory of real files")
+    ap.add_argument("--mb", type=float, default=40.0, help="size of the one generated OTLP file")
     ap.add_argument("--spans", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement; best and median are reported")
     a = ap.parse_args()
@@ -162,7 +227,9 @@ def main() -> None:
     # detection first: after a 20 MB import the freed document leaves a fragmented heap that
     # slows every later allocation-heavy loop (the floor included) by about a third
     nplus1 = bench_nplus1(a.spans, a.repeat)
-    out = {"machine": machine, "import": bench_import(otlp_trace(int(a.mb * 1024 * 1024)), a.repeat), "nplus1": nplus1}
+    directory = bench_directory(a.dir_mb, a.repeat)
+    out = {"machine": machine, "import_directory": directory,
+           "import": bench_import(otlp_trace(int(a.mb * 1024 * 1024)), a.repeat), "nplus1": nplus1}
     out["machine"]["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=2))
 

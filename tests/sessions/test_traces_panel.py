@@ -7,15 +7,15 @@ from textual.widgets import Select, Static, Tree
 from panels.trace_inspector import TraceInspector, waterfall
 from sessions.store import Store
 from sessions.traces.importers import parse_file
-from sessions.traces.nplus1 import detect
+from sessions.traces.findings import detect
 from sessions.traces.store import get_trace, save_parsed, trace_from_dict
 
 FX = Path(__file__).parent / "fixtures" / "traces"
 
 
-def _load(db_path, name):
+def _load(db_path, name, fx=FX):
     with Store(db_path) as store:
-        pf = parse_file(FX / name)
+        pf = parse_file(fx / name)
         save_parsed(store, pf)
         d = get_trace(store, pf.traces[0].trace_id)
     return d, [f.to_dict() for f in detect(trace_from_dict(d))]
@@ -101,3 +101,20 @@ async def test_untimed_trace_shows_no_invented_times(db_path):
 def test_waterfall_by_duration_alone():
     assert waterfall({"duration_ms": 50.0}, None, None, 100.0).count("▒") == 12
     assert set(waterfall({}, None, None, None)) == {"·"}
+
+
+async def test_every_finding_kind_is_listed(db_path):
+    """Not only the tool-call kinds: a partial write failure and a cold start are listed, and the
+    spans they name are marked in the tree."""
+    detectors = Path(__file__).parent / "fixtures" / "detectors"
+    for name, kinds in [("write_amplification.json", ["write_amplification", "partial_write_failure"]),
+                        ("cold_start.json", ["cold_start"]), ("retries.json", ["retry"])]:
+        trace, findings = _load(db_path, name, detectors)
+        app = _Host(trace, findings)
+        async with app.run_test(size=(160, 50)) as pilot:
+            insp = app.query_one(TraceInspector)
+            await pilot.pause()
+            listed = str(insp.query_one("#ti-findings", Static).render())
+            assert [k for k in kinds if f"⚠ {k}" in listed] == kinds
+            marked = {sid for sid, text in _labels(insp.query_one(Tree)) if "⚠" in text}
+            assert set(findings[0]["span_ids"]) <= marked

@@ -15,7 +15,7 @@ from panels.messages import PromptSubmitted
 from panels.trace_inspector import TraceInspector
 from sessions.store import Store
 from sessions.traces.importers import parse_file
-from sessions.traces.nplus1 import detect
+from sessions.traces.findings import detect
 from sessions.traces.store import load_trace, save_parsed
 from tests.sessions.test_traces_panel import _labels as _tree_labels
 from tests.workbench.helpers import send, settle, wait_for

@@ -1,5 +1,5 @@
-"""Agent traces on the command line: `import` files in any known format, list `traces`,
-`trace show` one, find N+1 / redundant / loop tool calls with `nplus1`, and `replay` one on the engine."""
+"""Agent traces on the command line: `import` files or directories in any known format, list `traces`,
+`trace show` one, list what the detectors find with `findings` (alias `nplus1`), and `replay` one on the engine."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +11,8 @@ PROGRESS_MIN_BYTES = 8 * 1024 * 1024  # files smaller than this import before a 
 
 def register(sub, common) -> None:
     from_formats = "otlp, langfuse, swe-agent, tau-bench, langsmith, openhands, anthropic, openai"
-    p = sub.add_parser("import", parents=[common], help="import agent trace files (format auto-detected)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = sub.add_parser("import", parents=[common], help="import agent trace files or directories (format auto-detected)")
+    p.add_argument("files", nargs="+", metavar="FILE_OR_DIR", help="trace files, or directories to search for them (recursively)")
     p.add_argument("--format", dest="trace_format", metavar="NAME", help=f"force a format: {from_formats}")
     p.add_argument("--json", action="store_true", help="per file: the format detected and the trace ids stored")
     p.set_defaults(func=import_cmd)
@@ -29,12 +29,15 @@ def register(sub, common) -> None:
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=show_cmd)
 
-    p = sub.add_parser("nplus1", parents=[common], help="find N+1, redundant and looping tool calls")
+    p = sub.add_parser("findings", aliases=["nplus1"], parents=[common],
+                       help="what the detectors find: retries, N+1, redundant calls, loops, write amplification, "
+                            "held connections, cold starts")
     p.add_argument("trace", nargs="?", help="one trace id (default: every imported trace)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--kind", action="append", default=[], metavar="KIND", help="only these kinds (repeatable)")
     p.add_argument("--min-repeats", type=int, default=None, metavar="N", help="calls in an N+1 run (default 3)")
     p.add_argument("--min-total-ms", type=float, default=None, metavar="MS", help="tool time of an N+1 run (default 50)")
-    p.set_defaults(func=nplus1_cmd)
+    p.set_defaults(func=findings_cmd)
 
     p = sub.add_parser("replay", parents=[common], help="re-run a trace's LLM calls on the engine and compare TTFT/e2e")
     p.add_argument("trace", help="trace id (a unique prefix is enough)")
@@ -48,78 +51,83 @@ def register(sub, common) -> None:
 # ---- import ----
 
 
-def _read(path: str, show) -> bytes:
-    from sessions.traces.importers import TraceImportError
-
-    try:
-        size = os.path.getsize(path)
-        chunks, done = [], 0
-        with open(path, "rb") as f:
-            while chunk := f.read(4 * 1024 * 1024):
-                chunks.append(chunk)
-                done += len(chunk)
-                show("reading", done, size)
-        return b"".join(chunks)
-    except FileNotFoundError:
-        raise TraceImportError(path, None, "no such file") from None
-    except IsADirectoryError:
-        raise TraceImportError(path, None, "is a directory") from None
-    except OSError as e:
-        raise TraceImportError(path, None, e.strerror or str(e)) from None
-
-
-def import_one(store, path: str, fmt: str | None) -> dict:
-    from sessions.traces.importers import parse_bytes
-    from sessions.traces.store import save_parsed
-
-    try:
-        big = os.path.getsize(path) >= PROGRESS_MIN_BYTES
-    except OSError:
-        big = False
-    from workbench.progress import ProgressLine
-
-    line = ProgressLine(enabled=big and sys.stderr.isatty())  # large files only: small ones are quick
-    label = os.path.basename(path)
-
-    def show(stage: str, done: float, total: float) -> None:
-        line.draw(done, total, before=f"{label} {stage:<8} ")
-
-    try:
-        data = _read(path, show)
-        parsed = parse_bytes(data, path, fmt, on_stage=lambda st: show(st, 0, 1))
-        stored = save_parsed(store, parsed, on_rows=lambda d, t: show("storing", d, t))
-    finally:
-        line.close(keep=False)
-    return {"file": path, "format": stored.format, "trace_ids": stored.trace_ids, "new_trace_ids": stored.new_ids,
-            "already_stored": [t for t in stored.trace_ids if t not in stored.new_ids],
-            "has_timings": stored.has_timings, "spans": stored.spans, "bytes": parsed.size}
-
-
 def import_cmd(args: argparse.Namespace) -> int:
-    from sessions.traces.importers import FORMATS, TraceImportError
+    from sessions.traces.bulk import TRACE_SUFFIXES, expand, import_files
+    from sessions.traces.importers import FORMATS
     from workbench.cli import CliError
     from workbench.context import open_store, print_json
+    from workbench.progress import ProgressLine
 
     if args.trace_format and args.trace_format not in FORMATS:
         raise CliError(f"unknown format {args.trace_format!r}; known: {', '.join(FORMATS)}")
-    results, failed = [], 0
+    files, skipped = expand(args.files)
+    if not files:
+        raise CliError(f"no trace files in {', '.join(args.files)} (looked for {', '.join(TRACE_SUFFIXES)})")
+    many = len(files) > 1
+    line = ProgressLine(enabled=sys.stderr.isatty() and (many or _size(files[0]) >= PROGRESS_MIN_BYTES))
+
+    def show(p) -> None:
+        rate = p.bytes_done / 1e6 / p.elapsed if p.elapsed > 0 else 0.0
+        line.draw(p.fraction, 1.0, before=f"importing {p.files_done}/{p.files_total} files ",
+                  after=f" {p.bytes_done / 1e6:.1f}/{p.bytes_total / 1e6:.1f} MB {rate:.1f} MB/s")
+
+    def report(r) -> None:
+        if r.error is not None:
+            line.close(keep=False)  # the error gets its own line, the bar comes back on the next draw
+            print(f"workbench: error: {r.error}", file=sys.stderr)
+        elif not args.json and not many:
+            _print_import(_result(r))
+
     with open_store(args) as store:
-        for path in args.files:
-            try:
-                r = import_one(store, path, args.trace_format)
-            except TraceImportError as e:  # this file stored nothing; go on with the others
-                failed += 1
-                print(f"workbench: error: {e}", file=sys.stderr)
-                results.append({"file": path, "error": {"where": e.where, "reason": e.reason, "message": str(e)}})
-                continue
-            results.append(r)
-            if not args.json:
-                _print_import(r)
+        try:
+            results = import_files(store, files, args.trace_format, on_result=report, on_progress=show)
+        finally:
+            line.close(keep=False)
+    failed = [r for r in results if r.error is not None]
     if args.json:
-        print_json(results)
-    elif failed:
-        print(f"{failed} of {len(args.files)} file(s) failed; nothing of those was stored", file=sys.stderr)
+        print_json([_result(r) for r in results])
+    elif many:
+        _print_summary(results, skipped, line.elapsed)
+    if failed and not args.json:
+        print(f"{len(failed)} of {len(files)} file(s) failed; nothing of those was stored", file=sys.stderr)
     return 2 if failed else 0
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _result(r) -> dict:
+    if r.error is not None:
+        e = r.error
+        return {"file": r.path, "error": {"where": e.where, "reason": e.reason, "message": str(e)}}
+    st = r.stored
+    return {"file": r.path, "format": st.format, "trace_ids": st.trace_ids, "new_trace_ids": st.new_ids,
+            "already_stored": [t for t in st.trace_ids if t not in st.new_ids],
+            "has_timings": st.has_timings, "spans": st.spans, "bytes": r.size}
+
+
+def _print_summary(results: list, skipped: list[str], elapsed: float) -> None:
+    """A directory of hundreds of files gets a tally, not a line per file."""
+    from collections import Counter
+
+    ok = [r for r in results if r.stored is not None]
+    by_format = Counter(r.stored.format for r in ok)
+    traces = sum(len(r.stored.trace_ids) for r in ok)
+    new = sum(len(r.stored.new_ids) for r in ok)
+    size = sum(r.size for r in results)
+    rate = size / 1e6 / elapsed if elapsed > 0 else 0.0
+    print(f"imported {len(ok)} of {len(results)} files ({size / 1e6:.1f} MB in {elapsed:.1f} s, {rate:.1f} MB/s): "
+          f"{traces} trace(s), {new} new")
+    for fmt, n in by_format.most_common():
+        untimed = sum(1 for r in ok if r.stored.format == fmt and not r.stored.has_timings)
+        note = f" ({untimed} without timings: stored as NULL, not invented)" if untimed else ""
+        print(f"  {fmt}: {n} file(s){note}")
+    if skipped:
+        print(f"  skipped {len(skipped)} file(s) that are not trace files (by name), e.g. {skipped[0]}")
 
 
 def _print_import(r: dict) -> None:
@@ -146,12 +154,16 @@ def _print_traces(rows: list[dict]) -> None:
     from workbench.tables import print_table
 
     print_table(
-        ["id", "format", "spans", "llm", "tools", "duration ms", "in tok", "out tok", "name"],
+        ["id", "format", "spans", "llm", "tools", "duration ms", "in tok", "out tok", "name", "not recorded"],
         [[r["id"], r["format"], r["spans"], r["llm_calls"], r["tool_calls"],
-          r["duration_ms"] if r["has_timings"] else "no timings", r["input_tokens"], r["output_tokens"],
-          (r["name"] or "")[:40]] for r in rows],
+          r["duration_ms"] if r["duration_ms"] is not None else ("no timings" if not r["has_timings"] else "steps only"),
+          r["input_tokens"] if r["input_tokens"] is not None or not r["llm_calls"] else "n/r",
+          r["output_tokens"] if r["output_tokens"] is not None or not r["llm_calls"] else "n/r",
+          (r["name"] or "")[:40], ", ".join(r["not_recorded"]) or "-"] for r in rows],
         right={2, 3, 4, 5, 6, 7},
     )
+    if any(r["not_recorded"] for r in rows):
+        print("n/r: not recorded by the trace's format (not zero); `not recorded` lists what each trace lacks")
 
 
 def show_cmd(args: argparse.Namespace) -> int:
@@ -201,40 +213,46 @@ def _short(v, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-# ---- nplus1 ----
+# ---- findings ----
 
 
-def nplus1_cmd(args: argparse.Namespace) -> int:
-    from sessions.traces.nplus1 import DetectorSettings, detect
+def findings_cmd(args: argparse.Namespace) -> int:
+    from sessions.traces.findings import KINDS, FindingSettings, detect
     from sessions.traces.store import load_trace, resolve_trace_id, trace_ids
+    from workbench.cli import CliError
     from workbench.context import emit, open_store
 
-    settings = DetectorSettings()
+    unknown = [k for k in args.kind if k not in KINDS]
+    if unknown:
+        raise CliError(f"unknown finding kind {unknown[0]!r}; known: {', '.join(KINDS)}")
+    settings = FindingSettings()
     if args.min_repeats is not None:
-        settings.nplus1.min_repeats = args.min_repeats
+        settings.calls.nplus1.min_repeats = args.min_repeats
     if args.min_total_ms is not None:
-        settings.nplus1.min_total_ms = args.min_total_ms
+        settings.calls.nplus1.min_total_ms = args.min_total_ms
     findings = []
     with open_store(args) as store:
         ids = [resolve_trace_id(store, args.trace)] if args.trace else trace_ids(store)
         for tid in ids:
-            findings.extend(f.to_dict() for f in detect(load_trace(store, tid), settings))
-    return emit(args, findings, _print_findings, empty=f"no N+1, redundant or looping tool calls in {len(ids)} trace(s)")
+            findings.extend(f.to_dict() for f in detect(load_trace(store, tid), settings)
+                            if not args.kind or f.kind in args.kind)
+    return emit(args, findings, _print_findings, empty=f"nothing found in {len(ids)} trace(s) ({', '.join(args.kind or KINDS)})")
 
 
 def _print_findings(findings: list[dict]) -> None:
     from workbench.tables import print_table
 
     print_table(
-        ["kind", "trace", "tool", "count", "total ms", "saved ms (est.)", "dispatch", "fingerprint"],
+        ["kind", "trace", "subject", "count", "total ms", "saved ms (est.)", "fingerprint"],
         [[f["kind"], f["trace_id"], _short(f["tool"], 40), f["count"],
-          f["total_ms"] if f["total_ms"] is not None else "no timings", f["saved_ms_estimate"], f["dispatch"],
+          f["total_ms"] if f["total_ms"] is not None else "no timings", f["saved_ms_estimate"],
           f["fingerprint"]] for f in findings],
         right={3, 4, 5},
     )
     print()
     for f in findings:
-        print(f"{f['kind']} {f['tool']} ×{f['count']} in {f['trace_id']}: {f['estimate_method']}")
+        what = f"{f['detail']}; " if f["detail"] else ""
+        print(f"{f['kind']} {f['tool']} ×{f['count']} in {f['trace_id']}: {what}{f['estimate_method']}")
 
 
 # ---- replay ----

@@ -9,21 +9,27 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sessions.errors import SessionsError
+from sessions.traces import fastjson
 from sessions.traces.gcpause import gc_paused
 from sessions.traces.importers import (
     anthropic_messages,
+    jaeger,
     langfuse,
     langsmith,
+    litellm,
     openai_chat,
     openhands,
+    openhands_v1,
     otlp,
     swe_agent,
     tau_bench,
 )
+from sessions.traces.importers.layers import normalize
 from sessions.traces.model import Trace, TraceFormatError
 
 # Detection order matters: the most specific shapes first, plain chat messages last.
-IMPORTERS = {m.NAME: m for m in (otlp, langfuse, swe_agent, tau_bench, langsmith, openhands, anthropic_messages, openai_chat)}
+IMPORTERS = {m.NAME: m for m in (otlp, jaeger, langfuse, swe_agent, tau_bench, langsmith, openhands, openhands_v1, litellm, anthropic_messages,
+                                  openai_chat)}
 FORMATS = tuple(IMPORTERS)
 
 
@@ -51,6 +57,9 @@ class _Jsonl(list):
 
 
 def load_document(data: bytes, path: str) -> Any:
+    doc = fastjson.parse_document(data[3:] if data[:3] == b"\xef\xbb\xbf" else data)
+    if doc is not fastjson.FAILED:
+        return doc
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -69,7 +78,7 @@ def load_document(data: bytes, path: str) -> Any:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(fastjson.loads(line))
         except json.JSONDecodeError as e:
             if not records:
                 raise TraceImportError(path, f"line {first_err.lineno} column {first_err.colno}", f"not valid JSON: {first_err.msg}") from None
@@ -111,7 +120,8 @@ def _parse_bytes(data: bytes, path: str, fmt: str | None, on_stage: Callable[[st
     doc = load_document(data, path)
     name = fmt or detect_format(doc)
     if name is None:
-        raise TraceImportError(path, "$", f"not a trace format this workbench knows ({', '.join(FORMATS)}); use --format to force one")
+        raise TraceImportError(path, "$", f"not a trace format this workbench knows: {_describe(doc)}; "
+                                          f"known formats: {', '.join(FORMATS)} (use --format to force one)")
     if fmt is not None and not _shape_ok(IMPORTERS[name], doc):
         raise TraceImportError(path, "$", f"does not look like {name}: {_describe(doc)}")
     try:
@@ -126,6 +136,7 @@ def _parse_bytes(data: bytes, path: str, fmt: str | None, on_stage: Callable[[st
     if not traces:
         raise TraceImportError(path, "$", f"no traces found in this {name} file")
     for t in traces:
+        normalize(t)
         seen: set[str] = set()
         for sp in t.spans:
             if sp.span_id in seen:  # the store keys spans by id; two with one id is a broken file
@@ -144,11 +155,18 @@ def _shape_ok(mod: Any, doc: Any) -> bool:
 
 
 def _describe(doc: Any) -> str:
+    """The shape a person needs to see to tell which format the file is (or was meant to be)."""
     if isinstance(doc, dict):
-        return "an object with keys " + ", ".join(list(doc)[:6])
+        keys = list(doc)
+        more = f" (+{len(keys) - 8} more)" if len(keys) > 8 else ""
+        return "an object with keys " + ", ".join(map(str, keys[:8])) + more if keys else "an empty object"
     if isinstance(doc, list):
-        return f"an array of {len(doc)} items"
-    return type(doc).__name__
+        what = "JSONL records" if isinstance(doc, _Jsonl) else "an array"
+        first = doc[0] if doc else None
+        if isinstance(first, dict):
+            return f"{what} of {len(doc)} objects, the first with keys " + ", ".join(map(str, list(first)[:8]))
+        return f"{what} of {len(doc)} items" + (f" ({type(first).__name__}s)" if doc else "")
+    return f"a JSON {type(doc).__name__}"
 
 
 def parse_file(path: str | Path, fmt: str | None = None) -> ParsedFile:

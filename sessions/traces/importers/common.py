@@ -90,6 +90,16 @@ def as_list(obj: Any, where: str) -> list:
     return obj
 
 
+def maybe_json(v: Any) -> Any:
+    """A value that some exports keep as JSON text and others as the value itself: the value."""
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return fastjson.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
 def parse_arguments(raw: Any) -> Any:
     """OpenAI sends arguments as a JSON string; keep the parsed object when it parses."""
     if isinstance(raw, str):
@@ -98,6 +108,17 @@ def parse_arguments(raw: Any) -> Any:
         except ValueError:
             return raw
     return raw
+
+
+def call_id(v: Any) -> str | None:
+    """Tool-call ids as strings: some exporters write a list (Microsoft Agent Framework: run id and
+    call id) or a number, and the id is a key wherever calls are matched to their results."""
+    if v is None or type(v) is str:
+        return v
+    if isinstance(v, list):
+        ids = [str(x) for x in v if x is not None]
+        return next((x for x in ids if x.startswith(("call_", "toolu_"))), ids[-1] if ids else None)
+    return json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v)
 
 
 def result_text(value: Any) -> str | None:
@@ -116,11 +137,40 @@ def openai_message(m: Any, where: str) -> Message:
         w = f"{where}.tool_calls[{j}]"
         fn = need(tc, "function", w, dict)
         name = need(fn, "name", f"{w}.function", str)
-        calls.append(ToolCall(tc.get("id"), name, parse_arguments(fn.get("arguments"))))
+        calls.append(ToolCall(call_id(tc.get("id")), name, parse_arguments(fn.get("arguments"))))
     if m.get("function_call"):  # the pre-tools shape
         fc = m["function_call"]
         calls.append(ToolCall(None, need(fc, "name", f"{where}.function_call", str), parse_arguments(fc.get("arguments"))))
-    return Message(role, flatten_content(m.get("content")), calls, m.get("tool_call_id"), m.get("name"))
+    return Message(role, flatten_content(m.get("content")), calls, call_id(m.get("tool_call_id")), m.get("name"))
+
+
+def completion_attributes(resp: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+    """Model and token counts of a chat.completion response (OpenAI's and LiteLLM's shape) in
+    the GenAI attribute names."""
+    if resp.get("model"):
+        attrs[REQUEST_MODEL] = resp["model"]
+    usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else {}
+    if usage.get("prompt_tokens") is not None:
+        attrs[INPUT_TOKENS] = usage["prompt_tokens"]
+    if usage.get("completion_tokens") is not None:
+        attrs[OUTPUT_TOKENS] = usage["completion_tokens"]
+    return attrs
+
+
+def add_tool_span(spans: list[Span], call: ToolCall, asked_by: Span | None, parent: str | None = "root",
+                  **fields: Any) -> Span:
+    """The tool span of one call in a message-log or event format, appended to `spans` (named
+    s<N>, seq N): the GenAI tool attributes, and which llm span asked for it when that is known."""
+    attrs: dict[str, Any] = {OPERATION: "execute_tool", TOOL_NAME: call.name}
+    if call.call_id:
+        attrs[TOOL_CALL_ID] = call.call_id
+    if asked_by is not None:
+        attrs[REQUESTED_BY] = asked_by.span_id
+    attrs.update(fields.pop("attributes", {}))
+    span = Span(f"s{len(spans)}", "tool", f"execute_tool {call.name}", parent, len(spans), attributes=attrs,
+                tool_call=call, **fields)
+    spans.append(span)
+    return span
 
 
 def build_from_messages(
@@ -166,10 +216,6 @@ def build_from_messages(
             elif not tc.call_id and pos < len(positional):
                 tc.result = positional[pos]
                 pos += 1
-            tattrs = {OPERATION: "execute_tool", TOOL_NAME: tc.name, REQUESTED_BY: llm.span_id}
-            if tc.call_id:
-                tattrs[TOOL_CALL_ID] = tc.call_id
-            spans.append(Span(f"s{len(spans)}", "tool", f"execute_tool {tc.name}", "root", len(spans),
-                              attributes=tattrs, tool_call=tc, status="ok" if tc.result is not None else "unset"))
+            add_tool_span(spans, tc, llm, status="ok" if tc.result is not None else "unset")
     trace.spans = spans
     return trace

@@ -1,21 +1,14 @@
-"""Langfuse trace exports (GET /api/public/traces/{id}): a trace with `observations` of type
-GENERATION, SPAN, EVENT, TOOL, AGENT, RETRIEVER ...; times are ISO, completionStartTime gives TTFT."""
+"""Langfuse trace exports (GET /api/public/traces/{id}, or {"trace", "observations"}): observations of
+type GENERATION, SPAN, EVENT, TOOL, AGENT ..., retyped by their OTel attributes; ISO times, TTFT from completionStartTime."""
 from __future__ import annotations
 
 from typing import Any
 
-from sessions.traces.importers.common import as_list, need, parse_time_ns, result_text
+from sessions.traces import fastjson
+from sessions.traces.importers import semconv
+from sessions.traces.importers.common import as_list, maybe_json, need, parse_time_ns, result_text
 from sessions.traces.importers.spans import chat_messages, order_spans, output_messages
-from sessions.traces.model import (
-    INPUT_TOKENS,
-    OPERATION,
-    OUTPUT_TOKENS,
-    REQUEST_MODEL,
-    TOOL_NAME,
-    Span,
-    ToolCall,
-    Trace,
-)
+from sessions.traces.model import INPUT_TOKENS, OPERATION, OUTPUT_TOKENS, REQUEST_MODEL, TOOL_NAME, Span, Trace
 
 NAME = "langfuse"
 _KIND = {"GENERATION": "llm", "TOOL": "tool", "AGENT": "agent", "RETRIEVER": "retrieval", "CHAIN": "agent",
@@ -46,21 +39,43 @@ def parse(doc: Any) -> list[Trace]:
     out = []
     for i, tr in enumerate(_traces(doc) or []):
         w = f"{base}[{i}]" if base else "$"
-        t = Trace("", NAME, str(tr.get("name") or tr.get("id") or "trace"), source_key=str(tr.get("id", i)),
-                  attributes={"langfuse.trace.id": tr.get("id")})
+        # {"trace": {...}, "observations": [...]} keeps the trace's own fields one level down
+        head = tr["trace"] if isinstance(tr.get("trace"), dict) else tr
+        tid = head.get("id", i)
+        t = Trace("", NAME, str(head.get("name") or tid or "trace"), source_key=str(tid),
+                  attributes={"langfuse.trace.id": tid})
         spans = [_span(o, f"{w}.observations[{j}]") for j, o in enumerate(as_list(tr["observations"], f"{w}.observations"))]
         t.spans = order_spans(spans)
         out.append(t)
     return out
 
 
+def _otel_attributes(o: dict) -> dict[str, Any]:
+    """The OTel span attributes Langfuse keeps in an observation's metadata (a dict or its JSON)."""
+    md = o.get("metadata")
+    if isinstance(md, str) and md[:1] == "{":
+        try:
+            md = fastjson.loads(md)
+        except ValueError:
+            return {}
+    if not isinstance(md, dict):
+        return {}
+    a = md.get("attributes")
+    return dict(a) if isinstance(a, dict) else {}
+
+
 def _span(o: Any, w: str) -> Span:
     typ = need(o, "type", w, str)
-    kind = _KIND.get(typ, "other")
     name = str(o.get("name") or typ.lower())
-    attrs: dict[str, Any] = {"langfuse.observation.type": typ}
+    otel = _otel_attributes(o)
+    kind = semconv.kind_of(otel, name, _KIND.get(typ, "other"))
+    inp, outp = maybe_json(o.get("input")), maybe_json(o.get("output"))
+    if kind == "other" and _is_tool_message(outp):
+        kind = "tool"  # LangChain tool runs land as plain SPANs whose output is a ToolMessage
+    attrs: dict[str, Any] = otel
+    attrs["langfuse.observation.type"] = typ
     if kind in _OP:
-        attrs[OPERATION] = _OP[kind]
+        attrs.setdefault(OPERATION, _OP[kind])
     start = parse_time_ns(o.get("startTime"), f"{w}.startTime")
     end = parse_time_ns(o.get("endTime"), f"{w}.endTime")
     if typ == "EVENT" and end is None:
@@ -70,20 +85,43 @@ def _span(o: Any, w: str) -> Span:
     if kind == "llm":
         if o.get("model"):
             attrs[REQUEST_MODEL] = o["model"]
-        inp, outp = _usage(o)
-        if inp is not None:
-            attrs[INPUT_TOKENS] = inp
-        if outp is not None:
-            attrs[OUTPUT_TOKENS] = outp
+        used_in, used_out = _usage(o)
+        if used_in is not None:
+            attrs[INPUT_TOKENS] = used_in
+        if used_out is not None:
+            attrs[OUTPUT_TOKENS] = used_out
         s.first_token_ns = parse_time_ns(o.get("completionStartTime"), f"{w}.completionStartTime")
-        s.input_messages = chat_messages(o.get("input"), f"{w}.input")
-        s.output_messages = output_messages(o.get("output"), f"{w}.output")
+        s.input_messages = chat_messages(inp, f"{w}.input")
+        s.output_messages = output_messages(outp, f"{w}.output")
+        if isinstance(o.get("toolDefinitions"), (list, dict)) and o["toolDefinitions"]:
+            defs = o["toolDefinitions"]
+            attrs.setdefault(semconv.TOOL_DEFINITIONS, list(defs.values()) if isinstance(defs, dict) else defs)
+        semconv.fill_llm(s)
     elif kind == "tool":
-        attrs[TOOL_NAME] = name
-        s.tool_call = ToolCall(None, name, o.get("input"), result_text(o.get("output")))
+        s.tool_call = semconv.tool_call(s)
+        if s.tool_call.arguments is None:
+            s.tool_call.arguments = inp
+        if s.tool_call.result is None:
+            s.tool_call.result = _tool_result(outp)
+        attrs[TOOL_NAME] = s.tool_call.name
     if o.get("statusMessage"):
         attrs["error.message" if s.status == "error" else "langfuse.status_message"] = o["statusMessage"]
     return s
+
+
+def _is_tool_message(v: Any) -> bool:
+    """A LangChain ToolMessage, as Python (`type: tool`) or JS (`lc` constructor) serializes it."""
+    if not isinstance(v, dict):
+        return False
+    if v.get("lc") and isinstance(v.get("kwargs"), dict):
+        return (v.get("id") or [""])[-1] == "ToolMessage"
+    return v.get("type") == "tool" and "content" in v
+
+
+def _tool_result(v: Any) -> str | None:
+    if _is_tool_message(v):
+        return result_text((v.get("kwargs") or v).get("content"))
+    return result_text(v)
 
 
 def _usage(o: dict) -> tuple[int | None, int | None]:

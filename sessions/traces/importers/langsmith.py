@@ -1,5 +1,5 @@
-"""LangSmith runs (the run data format: id, trace_id, parent_run_id, run_type, start_time,
-end_time, inputs, outputs, error, events), as a JSON array, {"runs": [...]} or JSONL; one trace per trace_id."""
+"""LangSmith runs (id, trace_id, parent_run_id, run_type, start_time, end_time, inputs, outputs, error,
+events) as a JSON array, {"runs": [...]}, JSONL, or the SDK's batch payload {"post": [...], "patch": [...]}."""
 from __future__ import annotations
 
 from typing import Any
@@ -16,9 +16,33 @@ _OP = {"llm": "chat", "tool": "execute_tool", "agent": "invoke_agent"}
 def _runs(doc: Any) -> list | None:
     if isinstance(doc, dict) and isinstance(doc.get("runs"), list):
         doc = doc["runs"]
+    elif isinstance(doc, dict) and isinstance(doc.get("post"), list) and set(doc) <= {"post", "patch"}:
+        doc = _merge_batch(doc["post"], doc.get("patch") or [])
     if isinstance(doc, list) and doc and all(isinstance(r, dict) and "run_type" in r and "id" in r for r in doc[:5]):
         return doc
     return None
+
+
+def _merge_batch(post: list, patch: list) -> list:
+    """The SDK posts a run when it starts and patches it when it ends (end_time, outputs, error):
+    a run is its post with its patch laid over it. A patch without a post is a run of its own."""
+    runs: dict[Any, dict] = {}
+    for r in post:
+        if isinstance(r, dict):
+            runs[_run_key(r)] = dict(r)
+    for r in patch:
+        if isinstance(r, dict):
+            base = runs.setdefault(_run_key(r), {})
+            base.update({k: v for k, v in r.items() if v is not None or k not in base})
+            base.setdefault("id", _run_key(r))
+    for r in runs.values():
+        r.setdefault("run_type", "chain")
+    return list(runs.values())
+
+
+def _run_key(r: dict) -> Any:
+    """The JS SDK's patches carry no id, only the dotted order, which ends with the run's id."""
+    return r.get("id") or str(r.get("dotted_order") or "")[-36:] or None
 
 
 def detect(doc: Any) -> bool:
@@ -26,7 +50,7 @@ def detect(doc: Any) -> bool:
 
 
 def parse(doc: Any) -> list[Trace]:
-    base = "$.runs" if isinstance(doc, dict) else "$"
+    base = "$.runs" if isinstance(doc, dict) and "runs" in doc else ("$.post" if isinstance(doc, dict) else "$")
     groups: dict[str, list[Span]] = {}
     names: dict[str, str] = {}
     for i, r in enumerate(_runs(doc) or []):
@@ -65,10 +89,11 @@ def _span(r: dict, w: str) -> Span:
         model = meta.get("ls_model_name") or ((r.get("extra") or {}).get("invocation_params") or {}).get("model")
         if model:
             attrs[REQUEST_MODEL] = model
-        if r.get("prompt_tokens") is not None:
-            attrs[INPUT_TOKENS] = r["prompt_tokens"]
-        if r.get("completion_tokens") is not None:
-            attrs[OUTPUT_TOKENS] = r["completion_tokens"]
+        inp, out = _usage(r)
+        if inp is not None:
+            attrs[INPUT_TOKENS] = inp
+        if out is not None:
+            attrs[OUTPUT_TOKENS] = out
         s.first_token_ns = _first_token(r, w)
         s.input_messages = chat_messages(r.get("inputs"), f"{w}.inputs")
         s.output_messages = output_messages(r.get("outputs"), f"{w}.outputs")
@@ -79,6 +104,20 @@ def _span(r: dict, w: str) -> Span:
             outputs = outputs["output"]
         s.tool_call = ToolCall(None, name, r.get("inputs"), result_text(outputs))
     return s
+
+
+def _usage(r: dict) -> tuple[int | None, int | None]:
+    """Token counts on the run, or in the outputs the wrapped client returned (OpenAI's `usage`,
+    LangChain's `usage_metadata`)."""
+    if r.get("prompt_tokens") is not None or r.get("completion_tokens") is not None:
+        return r.get("prompt_tokens"), r.get("completion_tokens")
+    out = r.get("outputs") if isinstance(r.get("outputs"), dict) else {}
+    for key, i, o in (("usage_metadata", "input_tokens", "output_tokens"), ("usage", "prompt_tokens", "completion_tokens"),
+                      ("usage", "input_tokens", "output_tokens")):
+        u = out.get(key)
+        if isinstance(u, dict) and (u.get(i) is not None or u.get(o) is not None):
+            return u.get(i), u.get(o)
+    return None, None
 
 
 def _first_token(r: dict, w: str) -> int | None:

@@ -1,46 +1,55 @@
-"""OTLP JSON (the collector's file exporter and /v1/traces bodies): resourceSpans -> scopeSpans ->
-spans with gen_ai.* attributes; times are unix ns strings. One trace per traceId."""
+"""OTLP JSON as it is saved: /v1/traces bodies and collector files (resourceSpans), Grafana Tempo exports
+(batches), oteltest captures (trace_requests[].pbreq, base64 ids); spans are typed by their attributes."""
 from __future__ import annotations
 
-import json
+import base64
+import binascii
 from typing import Any
 
-from sessions.traces import fastjson
-from sessions.traces.importers.common import as_list, need, parse_arguments, parse_time_ns
-from sessions.traces.importers.spans import chat_messages, order_spans, output_messages
-from sessions.traces.model import (
-    OPERATION,
-    TOOL_ARGUMENTS,
-    TOOL_CALL_ID,
-    TOOL_NAME,
-    TOOL_RESULT,
-    Span,
-    ToolCall,
-    Trace,
-    TraceFormatError,
-)
+from sessions.traces.importers import semconv
+from sessions.traces.importers.common import as_list, need, parse_time_ns
+from sessions.traces.importers.semconv import kind_of
+from sessions.traces.importers.spans import order_spans
+from sessions.traces.model import OPERATION, Span, Trace, TraceFormatError
 
 NAME = "otlp"
-_KIND = {"chat": "llm", "text_completion": "llm", "generate_content": "llm", "execute_tool": "tool",
-         "invoke_agent": "agent", "create_agent": "agent", "retrieval": "retrieval", "embeddings": "other"}
 _STATUS = {2: "error", "STATUS_CODE_ERROR": "error", 1: "ok", "STATUS_CODE_OK": "ok"}
-_MESSAGE_KEYS = (("gen_ai.input.messages", True), ("gen_ai.output.messages", False))
+
+
+def _bodies(doc: Any) -> list[tuple[str, list]] | None:
+    """(JSON path, resourceSpans list) of every export request in the document, or None when it
+    is not OTLP at all."""
+    if isinstance(doc, dict):
+        if isinstance(doc.get("resourceSpans"), list):
+            return [("$.resourceSpans", doc["resourceSpans"])]
+        if isinstance(doc.get("batches"), list):  # Tempo's GET /api/traces/{id}
+            return [("$.batches", doc["batches"])]
+        reqs = doc.get("trace_requests")
+        if isinstance(reqs, list) and ("metric_requests" in doc or "log_requests" in doc or reqs):
+            out = []
+            for i, r in enumerate(reqs):
+                body = r.get("pbreq") if isinstance(r, dict) else None
+                if not isinstance(body, dict):
+                    return None
+                out.append((f"$.trace_requests[{i}].pbreq.resourceSpans", body.get("resourceSpans") or []))
+            return out
+        return None
+    if isinstance(doc, list) and doc and all(isinstance(d, dict) and "resourceSpans" in d for d in doc[:5]):
+        return [(f"$[{b}].resourceSpans", body.get("resourceSpans") or []) for b, body in enumerate(doc)]
+    return None
 
 
 def detect(doc: Any) -> bool:
-    if isinstance(doc, list) and doc:
-        return all(isinstance(d, dict) and "resourceSpans" in d for d in doc[:5])
-    return isinstance(doc, dict) and isinstance(doc.get("resourceSpans"), list)
+    bodies = _bodies(doc)
+    return bodies is not None and (bool(bodies) or isinstance(doc, dict) and "trace_requests" in doc)
 
 
 def parse(doc: Any) -> list[Trace]:
-    bodies = doc if isinstance(doc, list) else [doc]
     groups: dict[str, list[Span]] = {}
-    for b, body in enumerate(bodies):
-        bw = f"$[{b}]" if isinstance(doc, list) else "$"
-        for i, rs in enumerate(as_list(need(body, "resourceSpans", bw), f"{bw}.resourceSpans")):
-            for j, ss in enumerate(as_list(rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or [], f"{bw}.resourceSpans[{i}].scopeSpans")):
-                sw = f"{bw}.resourceSpans[{i}].scopeSpans[{j}].spans"
+    for bw, resource_spans in _bodies(doc) or []:
+        for i, rs in enumerate(as_list(resource_spans, bw)):
+            for j, ss in enumerate(as_list(rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or [], f"{bw}[{i}].scopeSpans")):
+                sw = f"{bw}[{i}].scopeSpans[{j}].spans"
                 k = 0
                 try:
                     # Places are relative to the span and only spelled out on an error: building a
@@ -49,6 +58,7 @@ def parse(doc: Any) -> list[Trace]:
                         tid = sp.get("traceId") if type(sp) is dict else None
                         if type(tid) is not str:
                             tid = need(sp, "traceId", "", str)
+                        tid = hex_id(tid)
                         group = groups.get(tid)
                         if group is None:
                             group = groups[tid] = []
@@ -64,6 +74,24 @@ def parse(doc: Any) -> list[Trace]:
         t.spans = order_spans(spans)
         traces.append(t)
     return traces
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def hex_id(v: str) -> str:
+    """Trace and span ids as lowercase hex: protobuf JSON (oteltest, some Tempo answers) writes
+    the id bytes in base64, OTLP/JSON in hex."""
+    if _HEX.issuperset(v):
+        return v.lower() if not v.islower() and not v.isdigit() else v
+    if len(v) in (12, 24) and v.endswith("="):
+        try:
+            raw = base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            return v
+        if len(raw) in (8, 16):
+            return raw.hex()
+    return v
 
 
 def attr_value(v: Any, where: str) -> Any:
@@ -119,46 +147,37 @@ def _attributes_checked(raw: Any) -> dict[str, Any]:
     return attrs
 
 
+_SPAN_KIND = {2: "server", 3: "client", 4: "producer", 5: "consumer", "SPAN_KIND_SERVER": "server",
+              "SPAN_KIND_CLIENT": "client", "SPAN_KIND_PRODUCER": "producer", "SPAN_KIND_CONSUMER": "consumer"}
+
+
 def _span(sp: dict) -> Span:
     """One OTLP span; error places are relative to it (`.attributes[3].value`)."""
     attrs = attributes(sp.get("attributes") or [])
-    op = attrs.get(OPERATION)
-    kind = _KIND.get(op, "other")
+    name = sp.get("name") or attrs.get(OPERATION) or "span"
+    name = name if type(name) is str else str(name)
+    kind = kind_of(attrs, name)
     st = sp.get("status")
     status = _STATUS.get(st.get("code") if st else None, "unset")
+    if status == "error" and st.get("message"):
+        attrs.setdefault("error.message", st["message"])
+    span_kind = _SPAN_KIND.get(sp.get("kind"))
+    if span_kind is not None:
+        attrs["span.kind"] = span_kind
     span_id = sp.get("spanId")
     if type(span_id) is not str:
         span_id = need(sp, "spanId", "", str)
-    name = sp.get("name") or op or "span"
+    parent = sp.get("parentSpanId") or None
     # positional and with its attributes: keyword arguments, and a default dict made only to be
     # replaced, are measurable at 23,000 spans per 20 MB
-    s = Span(span_id, kind, name if type(name) is str else str(name), sp.get("parentSpanId") or None, 0,
+    s = Span(hex_id(span_id), kind, name, hex_id(parent) if type(parent) is str else parent, 0,
              parse_time_ns(sp.get("startTimeUnixNano"), ".startTimeUnixNano"),
              parse_time_ns(sp.get("endTimeUnixNano"), ".endTimeUnixNano"), None, None, status, attrs)
     if kind == "tool":
-        name = str(attrs.get(TOOL_NAME) or s.name.removeprefix("execute_tool ").strip())
-        attrs.setdefault(TOOL_NAME, name)
-        s.tool_call = ToolCall(attrs.get(TOOL_CALL_ID), name, parse_arguments(attrs.pop(TOOL_ARGUMENTS, None)),
-                               _result(attrs.pop(TOOL_RESULT, None)))
+        s.tool_call = semconv.tool_call(s)
     elif kind == "llm":
-        for key, is_input in _MESSAGE_KEYS:
-            raw = attrs.pop(key, None)
-            if raw is None:
-                continue
-            value = raw
-            if isinstance(raw, str) and raw[:1] in "[{":
-                try:
-                    value = fastjson.loads(raw)
-                except ValueError as e:
-                    raise TraceFormatError(f".attributes[{key}]", f"not valid JSON: {e}") from None
-            if is_input:
-                s.input_messages = chat_messages(value, f".attributes[{key}]")
-            else:
-                s.output_messages = output_messages(value, f".attributes[{key}]")
+        if sp.get("events"):
+            s.input_messages, s.output_messages = semconv.event_messages(
+                [(ev.get("name"), attributes(ev.get("attributes") or [])) for ev in sp["events"] if isinstance(ev, dict)])
+        semconv.fill_llm(s)
     return s
-
-
-def _result(v: Any) -> str | None:
-    if v is None or isinstance(v, str):
-        return v
-    return json.dumps(v, ensure_ascii=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.types import flatten_content
-from sessions.traces.importers.common import openai_message, parse_arguments
+from sessions.traces.importers.common import call_id, openai_message, parse_arguments
 from sessions.traces.model import Message, Span, ToolCall
 
 # LangChain message types -> chat roles
@@ -26,26 +26,26 @@ def one_message(m: Any, where: str) -> Message | None:
     if "type" in m and "role" not in m and m["type"] in _LC_ROLES:
         return _lc(m.get("data", m) if isinstance(m.get("data"), dict) else m, _LC_ROLES[m["type"]])
     if "parts" in m and "role" in m:  # OTel GenAI input/output messages
-        texts, calls, call_id = [], [], None
+        texts, calls, answered = [], [], None
         for p in m["parts"] or []:
             if not isinstance(p, dict):
                 continue
             if p.get("type") == "text":
                 texts.append(flatten_content(p.get("content")))
             elif p.get("type") == "tool_call":
-                calls.append(ToolCall(p.get("id"), str(p.get("name")), parse_arguments(p.get("arguments"))))
+                calls.append(ToolCall(call_id(p.get("id")), str(p.get("name")), parse_arguments(p.get("arguments"))))
             elif p.get("type") == "tool_call_response":
-                call_id = p.get("id")
+                answered = call_id(p.get("id"))
                 texts.append(flatten_content(p.get("response") if isinstance(p.get("response"), str) else str(p.get("response"))))
-        return Message(m["role"], "\n".join(texts), calls, call_id)
+        return Message(m["role"], "\n".join(texts), calls, answered)
     if "role" in m:
         return openai_message(m, where)
     return None
 
 
 def _lc(kw: dict, role: str) -> Message:
-    calls = [ToolCall(c.get("id"), str(c.get("name")), c.get("args")) for c in kw.get("tool_calls") or [] if isinstance(c, dict)]
-    return Message(role, flatten_content(kw.get("content")), calls, kw.get("tool_call_id"))
+    calls = [ToolCall(call_id(c.get("id")), str(c.get("name")), c.get("args")) for c in kw.get("tool_calls") or [] if isinstance(c, dict)]
+    return Message(role, flatten_content(kw.get("content")), calls, call_id(kw.get("tool_call_id")))
 
 
 def chat_messages(payload: Any, where: str) -> list[Message] | None:
