@@ -1,5 +1,6 @@
 """Every real file in tests/fixtures/traces imports with the counts the file itself holds: LLM calls,
 tool calls, tokens and durations are worked out here from the raw JSON, a few lines per format."""
+import base64
 import json
 import re
 from datetime import datetime, timezone
@@ -277,6 +278,22 @@ def test_findings_and_budget_inputs_run_on_every_file(rel):
         detect(t)
         for call in calls_from_trace(t):
             segment_messages(call, BudgetConfig())
+
+
+def test_tempo_exports_keep_their_span_tree():
+    """Tempo's trace-by-id answer (`batches`, ids in base64): every id comes out as hex and every
+    span keeps the parent the file names."""
+    tempo = [f for f in FILES if f.startswith("otlp/") and "batches" in raw(f)]
+    assert len(tempo) >= 2
+    for rel in tempo:
+        spans = [s for b in raw(rel)["batches"] for ss in b["scopeSpans"] for s in ss["spans"]]
+
+        def hexid(v):
+            return base64.b64decode(v).hex() if v else None
+
+        (t,) = parse_file(CORPUS / rel).traces
+        assert t.source_key == hexid(spans[0]["traceId"])
+        assert {s.span_id: s.parent_id for s in t.spans} == {hexid(s["spanId"]): hexid(s.get("parentSpanId")) for s in spans}
 
 
 def test_swe_agent_tools_are_the_recorded_calls():
