@@ -69,6 +69,53 @@ def test_measured_times_match_the_servers_send_times(fixed_rate, store):
     assert abs(rep["median_itl_ms"] - ITL_MS) < 2.0 and rep["median_ttft_ms"] >= TTFT_MS
 
 
+@pytest.fixture(scope="module")
+def multi_token():
+    """A server that sends a role-only first chunk and 1, 3 and 2 tokens per chunk, as vLLM with
+    speculation does."""
+    mod = _perf_module()
+    proc, url = mod.start_server(TTFT_MS, ITL_MS, TOKENS, chunk_tokens=(1, 3, 2), role_chunk=True)
+    yield mod, url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_tokens_are_counted_from_usage_not_chunks(multi_token, store):
+    mod, url = multi_token
+    engine = Engine.load(backend="openai", base_url=url)
+    try:
+        out = run_bench(engine, store, BenchConfig(num_requests=8, concurrency=4, max_tokens=TOKENS, base_url=url))
+    finally:
+        engine.close()
+    assert out.completed == 8
+    truth = mod.fetch_truth(url)
+    remote = dict(store.execute("SELECT request_id, remote_id FROM bench_requests WHERE run_id = ?", [out.run_id]).fetchall())
+    rep = build_report(store, out.run_id)
+    # 12 tokens in 6 chunks, plus a role-only chunk that is no token
+    assert rep["total_output_tokens"] == 8 * TOKENS and rep["total_input_tokens"] == 8 * 7
+    for r in load_run(store, out.run_id).records:
+        sends = truth[remote[r.request_id]]["sends"]
+        assert r.output_tokens == TOKENS and len(r.token_times_ns) == TOKENS
+        assert (r.first_token_ns - sends[0]) / 1e6 < 5.0  # the first token came with the first content chunk
+        # TPOT over the true token count: 11 gaps of ITL_MS, whatever the chunking
+        assert abs(r.tpot_ms - ITL_MS) < 3.0, r.tpot_ms
+    # a chunk of k tokens after a gap g counts k gaps of g/k: per token, as the server made them
+    assert abs(rep["median_itl_ms"] - ITL_MS) < 2.0 and rep["p99_itl_ms"] < 3 * ITL_MS
+
+
+def test_replay_spreads_a_chunk_over_its_tokens():
+    from engine.backends.openai_backend import Chunk, StreamReply, replay, split_tokens
+
+    chunks = [Chunk(100, "a"), Chunk(130, "bcdef"), Chunk(160, "gh", tokens=2)]
+    assert split_tokens(6, chunks) == [1, 3, 2]  # the named count kept, the rest by text length
+    assert split_tokens(2, [Chunk(0, "x"), Chunk(1, "y"), Chunk(2, "z")]) == [1, 1, 0]
+    outs = replay("r", StreamReply(chunks, "length", completion_tokens=6), 0)
+    assert [o.t_ns for o in outs] == [100, 110, 120, 130, 145, 160]
+    assert "".join(o.texts[0] for o in outs) == "abcdefgh"
+    # no usage chunk and no tokenizer: one token a chunk is all that can be said
+    assert len(replay("r", StreamReply(chunks[:2]), 0)) == 2
+
+
 def test_ctrl_c_keeps_finished_requests(fixed_rate, store):
     _, url = fixed_rate
     engine = Engine.load(backend="openai", base_url=url)
