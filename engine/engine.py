@@ -177,7 +177,7 @@ class Engine:
                 pass
 
     # ---- submitting ----
-    def render_prompt(self, prompt: Prompt) -> list[int]:
+    def render_prompt(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
         if isinstance(prompt, str):
             if not prompt.strip():
                 raise EngineError("empty prompt")
@@ -189,7 +189,11 @@ class Engine:
                     raise EngineError("each chat message must be a dict with a 'role'")
         else:
             raise EngineError(f"a prompt is a string or a list of messages, not {type(prompt).__name__}")
-        return self.backend.render_prompt(prompt)
+        return self.backend.render_prompt(prompt, tools) if tools else self.backend.render_prompt(prompt)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Raw text to token ids (no chat template); EngineError where the backend has no tokenizer."""
+        return self.backend.tokenize(text)
 
     def submit(
         self,

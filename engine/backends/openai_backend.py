@@ -263,7 +263,7 @@ class OpenAIBackend(Backend):
             self._cond.notify()
 
     # ---- Backend interface (engine thread) ----
-    def render_prompt(self, prompt: Prompt) -> list[int]:
+    def render_prompt(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
         return []  # the server applies its own chat template
 
     def decode(self, token_ids: list[int]) -> str:
