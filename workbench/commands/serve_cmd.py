@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         if args.otlp_endpoint:
             from workbench.telemetry import LiveSpans
 
-            tracer = LiveSpans(args.otlp_endpoint, service="workbench serve")
+            tracer = LiveSpans(args.otlp_endpoint, service="workbench serve", model=engine.model_name,
+                               backend=engine.backend_name)
             engine.add_listener(tracer.on_event)
         app = ServeApp(engine, recorder, max_queue=max_queue, default_max_tokens=cfg["max_tokens"], api_key=api_key)
         h, p = sock.getsockname()[:2]
