@@ -185,3 +185,70 @@ def test_cli_ctrl_c_exits_130_and_keeps_the_finished(fixed_rate, tmp_path):
 def test_bench_cli_user_errors_are_one_line(wb, tmp_path, args, msg):
     r = wb("--db", str(tmp_path / "e.duckdb"), "bench", *args)
     assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def flaky():
+    """A real HTTP server on loopback: 429 (Retry-After: 0) for the first two posts, then a
+    one-token stream; 401 for a wrong key."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    posts = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def _send(self, status, body, ctype="application/json", extra=()):
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in extra:
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.headers.get("Authorization") != "Bearer good":
+                return self._send(401, json.dumps({"error": {"message": "Incorrect API key provided"}}))
+            self._send(200, json.dumps({"data": [{"id": "m"}]}))
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            posts.append(time.monotonic())
+            if len(posts) <= 2:
+                return self._send(429, json.dumps({"error": {"message": "busy"}}), extra=[("Retry-After", "0")])
+            chunk = {"id": "x", "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
+            usage = {"id": "x", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+            self._send(200, f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n",
+                       "text/event-stream")
+
+    import time
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1], posts
+    srv.shutdown()
+
+
+def test_busy_answers_are_retried_and_errors_are_one_line(flaky):
+    from engine import SamplingParams
+
+    port, posts = flaky
+    url = f"http://127.0.0.1:{port}/v1"
+    engine = Engine.load(backend="openai", base_url=url, api_key="good", backoff_s=0.01)
+    try:
+        r = engine.submit("hello", SamplingParams(max_tokens=4)).result(timeout=30)
+    finally:
+        engine.close()
+    assert r.finish_reason == "stop" and r.text == "hi" and len(posts) == 3
+    assert r.metrics.prompt_tokens == 3 and r.metrics.output_tokens == 1
+    with pytest.raises(EngineError, match=r"refused the API key \(401\): Incorrect API key provided"):
+        Engine.load(backend="openai", base_url=url, api_key="bad")
+    with pytest.raises(EngineError, match=f"TLS handshake with https://127.0.0.1:{port}/v1 failed"):
+        Engine.load(backend="openai", base_url=f"https://127.0.0.1:{port}/v1", api_key="good")
