@@ -246,6 +246,19 @@ def interleaved(clients: dict, repeats: int) -> dict:
     return {k: {"median": medians(v), "each": v} for k, v in runs.items()}
 
 
+def both_clients(srv: "Server", venv: Path, hf: Path, a: argparse.Namespace, work: Path) -> dict:
+    """vLLM's client and the workbench's, interleaved, on one server; the server stops after."""
+    try:
+        warm_up(srv.base_url, "smollm2-135m")
+        return interleaved({
+            "vllm_client": lambda seed: vllm_client(venv, f"http://127.0.0.1:{srv.port}", "smollm2-135m", hf, a, seed,
+                                                    work),
+            "workbench_client": lambda seed: workbench_client(srv.base_url, hf, a, seed, work / "client.duckdb"),
+        }, a.repeats)
+    finally:
+        srv.stop()
+
+
 def agree(a: dict, b: dict, keys=("median_ttft_ms", "median_tpot_ms", "output_throughput"), rel: float = 0.15) -> dict:
     out = {}
     for k in keys:
@@ -314,15 +327,7 @@ def main() -> int:
         srv = Server("workbench-serve", [PY, "-m", "workbench", "--db", str(work / "serve.duckdb"), "--backend",
                                          "torch", "serve", "--port", str(port), "--max-queue", "256"], port,
                      env={"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
-        try:
-            warm_up(srv.base_url, "smollm2-135m")
-            runs = interleaved({
-                "vllm_client": lambda seed: vllm_client(venv, f"http://127.0.0.1:{port}", "smollm2-135m", hf, a, seed,
-                                                        work),
-                "workbench_client": lambda seed: workbench_client(srv.base_url, hf, a, seed, work / "client.duckdb"),
-            }, a.repeats)
-        finally:
-            srv.stop()
+        runs = both_clients(srv, venv, hf, a, work)
         v, w = runs["vllm_client"]["median"], runs["workbench_client"]["median"]
         result["A_vllm_client_vs_workbench_client_on_workbench_serve"] = {
             "server": "workbench --backend torch serve", "startup_s": srv.startup_s, **runs,
@@ -335,15 +340,7 @@ def main() -> int:
                                     "float32", "--max-model-len", "2048", "--served-model-name", "smollm2-135m"],
                      port, env={"VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_KVCACHE_SPACE": "2",
                                 "HF_HUB_OFFLINE": "1"})
-        try:
-            warm_up(srv.base_url, "smollm2-135m")
-            runs = interleaved({
-                "vllm_client": lambda seed: vllm_client(venv, f"http://127.0.0.1:{port}", "smollm2-135m", hf, a, seed,
-                                                        work),
-                "workbench_client": lambda seed: workbench_client(srv.base_url, hf, a, seed, work / "client.duckdb"),
-            }, a.repeats)
-        finally:
-            srv.stop()
+        runs = both_clients(srv, venv, hf, a, work)
         v, w = runs["vllm_client"]["median"], runs["workbench_client"]["median"]
         result["B_on_vllm_serve"] = {"server": "vllm serve (fp32, VLLM_CPU_NUM_OF_RESERVED_CPU=0)",
                                      "startup_s": srv.startup_s, **runs, "agreement": agree(v, w)}
