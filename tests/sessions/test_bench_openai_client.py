@@ -103,6 +103,24 @@ def test_tokens_are_counted_from_usage_not_chunks(multi_token, store):
     assert abs(rep["median_itl_ms"] - ITL_MS) < 2.0 and rep["p99_itl_ms"] < 3 * ITL_MS
 
 
+def test_live_mode_streams_chunks_and_tops_up_from_usage(multi_token):
+    """live=True (a chat client): chunks reach the caller as they arrive; the count is made right
+    from the usage chunk at the end, before the engine would stop the stream at max_tokens."""
+    from engine import SamplingParams
+
+    _, url = multi_token
+    engine = Engine.load(backend="openai", base_url=url, live=True)
+    try:
+        h = engine.submit("hi", SamplingParams(max_tokens=TOKENS))
+        events = list(h)
+        r = h.result(timeout=30)
+    finally:
+        engine.close()
+    assert r.finish_reason == "length" and r.metrics.output_tokens == TOKENS and r.metrics.prompt_tokens == 7
+    assert "".join(e.text for e in events) == "".join(f"tok{k} " for k in range(TOKENS))
+    assert len({e.t_ns for e in events}) >= 5  # the chunks came at their own times, not all at the end
+
+
 def test_replay_spreads_a_chunk_over_its_tokens():
     from engine.backends.openai_backend import Chunk, StreamReply, replay, split_tokens
 
