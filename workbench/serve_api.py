@@ -11,6 +11,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from engine import EngineError, SamplingParams
+from engine.types import flatten_content
 
 MAX_N = 16
 
@@ -175,9 +176,8 @@ def sampling_params(req: _Sampling, max_tokens: int, backend: str, logprobs: boo
 
 
 def content_text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(p.text for p in content)
-    return content or ""
+    """Text of a message's content; parts join with a newline (engine.types.flatten_content)."""
+    return flatten_content([p.model_dump() for p in content] if isinstance(content, list) else content)
 
 
 def plain_messages(req: ChatRequest) -> list[dict[str, Any]]:
