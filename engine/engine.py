@@ -203,10 +203,13 @@ class Engine:
         request_id: str | None = None,
         tags: dict[str, Any] | None = None,
         prompt_token_ids: list[int] | None = None,
+        arrival_ns: int | None = None,
     ) -> RequestHandle:
+        """`arrival_ns` (perf_counter ns): when the request really arrived, if before this call (an
+        HTTP server that parsed and rendered it first); TTFT counts from there."""
         if self._fatal is not None:
             raise EngineError(f"engine stopped: {self._fatal}")
-        arrival = time.perf_counter_ns()
+        arrival = arrival_ns if arrival_ns is not None else time.perf_counter_ns()
         params = params or SamplingParams()
         ids = prompt_token_ids if prompt_token_ids is not None else self.render_prompt(prompt)
         rid = request_id or uuid.uuid4().hex[:16]

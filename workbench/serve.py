@@ -148,13 +148,14 @@ class Flight:
         self.results: dict[int, Result] = {}
         self.closed = False
 
-    def submit(self, prompt: Any, params: list, base_id: str, tags: dict, prompt_ids: list[int] | None) -> None:
+    def submit(self, prompt: Any, params: list, base_id: str, tags: dict, prompt_ids: list[int] | None,
+               arrival_ns: int) -> None:
         for i, p in enumerate(params):
             rid = base_id if self.n == 1 else f"{base_id}-{i}"
             self.index[rid] = i
             self.app.bridge.open(rid, self.queue)
             try:
-                h = self.app.engine.submit(prompt, p, request_id=rid, prompt_token_ids=prompt_ids,
+                h = self.app.engine.submit(prompt, p, request_id=rid, prompt_token_ids=prompt_ids, arrival_ns=arrival_ns,
                                            tags={**tags, "assistant_message": i == 0})
             except EngineError as e:
                 raise ApiError(400, str(e)) from None
@@ -249,8 +250,10 @@ class Plan:
     """What a completion request asks of the engine, after validation and rendering."""
 
     def __init__(self, kind: str, prompt: Any, prompt_ids: list[int] | None, params: list, record: list[dict],
-                 shaper: Callable[[], api.ReplyText], stream: bool, include_usage: bool, token_ids: bool):
+                 shaper: Callable[[], api.ReplyText], stream: bool, include_usage: bool, token_ids: bool,
+                 arrival_ns: int):
         self.kind = kind  # "chat" | "text"
+        self.arrival_ns = arrival_ns  # when the HTTP request came in: the server's TTFT counts from here
         self.prompt = prompt
         self.prompt_ids = prompt_ids
         self.params = params
@@ -272,7 +275,7 @@ async def generate(request: Request, app: ServeApp, plan: Plan) -> Response:
         for m in plan.record:
             app.recorder.add_message(sid, str(m.get("role")), str(m.get("content") or ""))
         base = uuid.uuid4().hex[:16]
-        flight.submit(plan.prompt, plan.params, base, {"session_id": sid}, plan.prompt_ids)
+        flight.submit(plan.prompt, plan.params, base, {"session_id": sid}, plan.prompt_ids, plan.arrival_ns)
         rid = ("chatcmpl-" if plan.kind == "chat" else "cmpl-") + base
         gone = asyncio.ensure_future(wait_disconnect(request))
         try:
@@ -426,6 +429,7 @@ async def models(request: Request) -> Response:
 
 
 async def chat_completions(request: Request) -> Response:
+    arrival = time.perf_counter_ns()
     app = _app(request)
     req: api.ChatRequest = api.parse(api.ChatRequest, await read_json(request, app.max_body))
     app.check_model(req.model)
@@ -439,7 +443,8 @@ async def chat_completions(request: Request) -> Response:
     ids, prompt, prefill = await asyncio.to_thread(_render_chat, app.engine, messages, tools, choice, json_object)
     plan = Plan("chat", prompt, ids, params, messages,
                 lambda: api.ReplyText(prefill, tools=bool(tools), json_object=json_object),
-                req.stream, bool(req.stream_options and req.stream_options.include_usage), req.return_token_ids)
+                req.stream, bool(req.stream_options and req.stream_options.include_usage), req.return_token_ids,
+                arrival)
     return await generate(request, app, plan)
 
 
@@ -475,6 +480,7 @@ def _render_chat(engine: Engine, messages: list[dict], tools: list[dict], choice
 
 
 async def completions(request: Request) -> Response:
+    arrival = time.perf_counter_ns()
     app = _app(request)
     req: api.CompletionRequest = api.parse(api.CompletionRequest, await read_json(request, app.max_body))
     app.check_model(req.model)
@@ -497,7 +503,7 @@ async def completions(request: Request) -> Response:
         except EngineError:
             ids = None  # a remote backend: the server it forwards to tokenizes
     plan = Plan("text", text, ids, params, [{"role": "user", "content": text}], api.ReplyText, req.stream,
-                bool(req.stream_options and req.stream_options.include_usage), req.return_token_ids)
+                bool(req.stream_options and req.stream_options.include_usage), req.return_token_ids, arrival)
     return await generate(request, app, plan)
 
 

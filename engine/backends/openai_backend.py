@@ -113,11 +113,14 @@ class OpenAIBackend(Backend):
         headers = {"Accept": "text/event-stream"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        # one pool for every stream: keep-alive connections are reused request after request
-        self._client = httpx.Client(
-            base_url=self.base_url, headers=headers, verify=verify,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
+        # one pool for every stream: keep-alive connections are reused request after request.
+        # TCP_NODELAY: httpcore writes a request's headers and body apart, and Nagle's algorithm would
+        # hold the body until the server's delayed ACK (up to 40 ms added to TTFT)
+        transport = httpx.HTTPTransport(
+            verify=verify, limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
+                                    timeout=httpx.Timeout(timeout, connect=connect_timeout))
         self._cond = threading.Condition()
         self._outputs: deque[SeqOutput] = deque()
         self._streams: dict[str, _Stream] = {}
