@@ -341,8 +341,8 @@ class _LivePush:
 
 def split_tokens(total: int, chunks: list[Chunk], count_text: Callable[[str], int] | None = None) -> list[int]:
     """How many of `total` output tokens each chunk held. Chunks that name their tokens keep that
-    count; the rest share what is left by their tokenized length (or text length), at least one
-    each while tokens last (largest remainders get the rounding)."""
+    count; the rest share what is left in proportion to their tokenized length (or text length),
+    at least one each while tokens last, the rounding by largest remainder."""
     known = [c.tokens for c in chunks]
     if all(k is not None for k in known):
         return [int(k) for k in known]
@@ -354,14 +354,16 @@ def split_tokens(total: int, chunks: list[Chunk], count_text: Callable[[str], in
             counts[i] = 1
         return counts
     weights = [max(1, count_text(chunks[i].text) if count_text else len(chunks[i].text)) for i in free]
-    extra = left - len(free)  # one each first, then the rest by weight
-    shares = [extra * w / sum(weights) for w in weights]
-    floors = [int(s) for s in shares]
-    order = sorted(range(len(free)), key=lambda j: shares[j] - floors[j], reverse=True)
-    for j in order[: extra - sum(floors)]:
-        floors[j] += 1
+    shares = [left * w / sum(weights) for w in weights]
+    got = [max(1, int(x)) for x in shares]
+    while sum(got) < left:  # the largest remainders get the rounding
+        j = max(range(len(got)), key=lambda j: shares[j] - got[j])
+        got[j] += 1
+    while sum(got) > left:  # a minimum of one took too much: back from the most over their share
+        j = max((j for j in range(len(got)) if got[j] > 1), key=lambda j: got[j] - shares[j])
+        got[j] -= 1
     for j, i in enumerate(free):
-        counts[i] = 1 + floors[j]
+        counts[i] = got[j]
     return counts
 
 

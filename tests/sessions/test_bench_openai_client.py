@@ -93,14 +93,21 @@ def test_tokens_are_counted_from_usage_not_chunks(multi_token, store):
     rep = build_report(store, out.run_id)
     # 12 tokens in 6 chunks, plus a role-only chunk that is no token
     assert rep["total_output_tokens"] == 8 * TOKENS and rep["total_input_tokens"] == 8 * 7
+    first_lag, tpots = [], []
     for r in load_run(store, out.run_id).records:
         sends = truth[remote[r.request_id]]["sends"]
         assert r.output_tokens == TOKENS and len(r.token_times_ns) == TOKENS
-        assert (r.first_token_ns - sends[0]) / 1e6 < 5.0  # the first token came with the first content chunk
-        # TPOT over the true token count: 11 gaps of ITL_MS, whatever the chunking
-        assert abs(r.tpot_ms - ITL_MS) < 3.0, r.tpot_ms
+        first_lag.append((r.first_token_ns - sends[0]) / 1e6)
+        tpots.append(r.tpot_ms)
+    # the first token came with the first content chunk (not the role chunk, not a later one)
+    assert 0 <= statistics.median(first_lag) < 5.0, first_lag
+    # TPOT over the true token count: 11 gaps of ITL_MS, whatever the chunking (medians: a busy 2-core CI)
+    assert abs(statistics.median(tpots) - ITL_MS) < 3.0, tpots
     # a chunk of k tokens after a gap g counts k gaps of g/k: per token, as the server made them
-    assert abs(rep["median_itl_ms"] - ITL_MS) < 2.0 and rep["p99_itl_ms"] < 3 * ITL_MS
+    # (counted per chunk, the gaps would be 10, 30, 20 ms; stamped at their chunk, 0 for the extra tokens)
+    itls = [x for r in load_run(store, out.run_id).records for x in r.itl_ms]
+    assert abs(rep["median_itl_ms"] - ITL_MS) < 2.0
+    assert sum(1 for x in itls if 0.5 * ITL_MS <= x <= 1.5 * ITL_MS) >= 0.8 * len(itls)
 
 
 def test_live_mode_streams_chunks_and_tops_up_from_usage(multi_token):
@@ -127,6 +134,9 @@ def test_replay_spreads_a_chunk_over_its_tokens():
     chunks = [Chunk(100, "a"), Chunk(130, "bcdef"), Chunk(160, "gh", tokens=2)]
     assert split_tokens(6, chunks) == [1, 3, 2]  # the named count kept, the rest by text length
     assert split_tokens(2, [Chunk(0, "x"), Chunk(1, "y"), Chunk(2, "z")]) == [1, 1, 0]
+    # in proportion to the text, not one each and then the rest: 12 tokens over 1-, 3- and 2-token texts
+    texts = ["tok0 ", "tok1 tok2 tok3 ", "tok4 tok5 "] * 2
+    assert split_tokens(12, [Chunk(i, t) for i, t in enumerate(texts)]) == [1, 3, 2, 1, 3, 2]
     outs = replay("r", StreamReply(chunks, "length", completion_tokens=6), 0)
     assert [o.t_ns for o in outs] == [100, 110, 120, 130, 145, 160]
     assert "".join(o.texts[0] for o in outs) == "abcdefgh"
