@@ -177,7 +177,7 @@ class Engine:
                 pass
 
     # ---- submitting ----
-    def render_prompt(self, prompt: Prompt) -> list[int]:
+    def render_prompt(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
         if isinstance(prompt, str):
             if not prompt.strip():
                 raise EngineError("empty prompt")
@@ -189,7 +189,11 @@ class Engine:
                     raise EngineError("each chat message must be a dict with a 'role'")
         else:
             raise EngineError(f"a prompt is a string or a list of messages, not {type(prompt).__name__}")
-        return self.backend.render_prompt(prompt)
+        return self.backend.render_prompt(prompt, tools) if tools else self.backend.render_prompt(prompt)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Raw text to token ids (no chat template); EngineError where the backend has no tokenizer."""
+        return self.backend.tokenize(text)
 
     def submit(
         self,
@@ -199,10 +203,13 @@ class Engine:
         request_id: str | None = None,
         tags: dict[str, Any] | None = None,
         prompt_token_ids: list[int] | None = None,
+        arrival_ns: int | None = None,
     ) -> RequestHandle:
+        """`arrival_ns` (perf_counter ns): when the request really arrived, if before this call (an
+        HTTP server that parsed and rendered it first); TTFT counts from there."""
         if self._fatal is not None:
             raise EngineError(f"engine stopped: {self._fatal}")
-        arrival = time.perf_counter_ns()
+        arrival = arrival_ns if arrival_ns is not None else time.perf_counter_ns()
         params = params or SamplingParams()
         ids = prompt_token_ids if prompt_token_ids is not None else self.render_prompt(prompt)
         rid = request_id or uuid.uuid4().hex[:16]

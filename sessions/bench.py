@@ -23,6 +23,7 @@ class BenchItem:
     name: str  # which kind of entry, e.g. "mixed:long"
     prompt: Prompt
     max_tokens: int
+    prompt_token_ids: list[int] | None = None  # exact ids of a raw-text prompt (no chat template)
 
 
 @dataclass(slots=True)
@@ -32,6 +33,16 @@ class WorkloadOptions:
     seed: int = 0
     store: Store | None = None  # for workloads read from the database (trace replay)
     trace_id: str | None = None
+    # the vLLM datasets (sessions/datasets.py): a Hugging Face tokenizer makes and counts their tokens
+    tokenizer: Any = None
+    dataset_path: str | None = None
+    input_len: int = 1024
+    output_len: int | None = None  # default: max_tokens (sharegpt: each reply's own length)
+    range_ratio: float = 0.0
+    prefix_len: int = 0
+    suffix_len: int = 256
+    num_prefixes: int = 10
+    tokenizer_name: str | None = None  # recorded with the run
 
 
 Workload = Callable[[WorkloadOptions], list[BenchItem]]
@@ -353,6 +364,7 @@ class BenchConfig:
     trace_id: str | None = None
     base_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)  # WorkloadOptions fields of the vLLM datasets
 
     def check(self) -> None:
         if self.workload not in WORKLOADS:
@@ -401,7 +413,8 @@ def run_bench(engine: Engine, store: Store, cfg: BenchConfig, *, progress: Progr
     keeps every finished request; the outcome then has status "interrupted"."""
     cfg.check()
     if items is None:
-        items = build_workload(cfg.workload, WorkloadOptions(cfg.num_requests, cfg.max_tokens, cfg.seed, store, cfg.trace_id))
+        items = build_workload(cfg.workload, WorkloadOptions(cfg.num_requests, cfg.max_tokens, cfg.seed, store,
+                                                             cfg.trace_id, **cfg.dataset))
     own_recorder = recorder is None
     rec = recorder or Recorder(store)
     run_id = rec.new_session("bench", model=engine.model_name, backend=engine.backend_name,
@@ -466,7 +479,8 @@ def _dispatch(engine, cfg: BenchConfig, items: list[BenchItem], run_id: str, tra
         params = SamplingParams(max_tokens=item.max_tokens, temperature=cfg.temperature, seed=cfg.seed + i,
                                 ignore_eos=cfg.ignore_eos)
         try:
-            h = engine.submit(item.prompt, params, tags={"session_id": run_id, "bench_run": run_id, "item": item.name})
+            h = engine.submit(item.prompt, params, tags={"session_id": run_id, "bench_run": run_id, "item": item.name},
+                              prompt_token_ids=item.prompt_token_ids)
         except EngineError:
             with tracker.cond:
                 tracker.in_flight -= 1
@@ -489,7 +503,8 @@ def _tick(progress: Progress | None, tracker: _Tracker, submitted: int, total: i
 
 
 def _insert_run(store: Store, run_id: str, engine: Engine, cfg: BenchConfig, n: int) -> None:
-    opts = {"temperature": cfg.temperature, "ignore_eos": cfg.ignore_eos, "trace_id": cfg.trace_id, **cfg.extra}
+    dataset = {k: v for k, v in cfg.dataset.items() if k != "tokenizer"}
+    opts = {"temperature": cfg.temperature, "ignore_eos": cfg.ignore_eos, "trace_id": cfg.trace_id, **dataset, **cfg.extra}
     store.cursor().execute(
         "INSERT INTO bench_runs (id, created_at, workload, backend, model, base_url, num_requests, concurrency,"
         " request_rate, max_tokens, seed, status, options) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -524,3 +539,6 @@ def _finish_run(store: Store, run_id: str, status: str, started: int, finished: 
 def _scalars(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary without the per-request arrays (those are in requests and token_events)."""
     return {k: v for k, v in summary.items() if not isinstance(v, list)}
+
+
+from sessions import datasets as _datasets  # noqa: E402,F401  (registers random, sharegpt, prefix-repetition)

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "workbench.commands.budget_cmd",
     "workbench.commands.route_cmd",
     "workbench.commands.spec_cmd",
+    "workbench.commands.export_cmd",
 ]
 
 EXIT_USER_ERROR = 2

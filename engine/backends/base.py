@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.types import Prompt, Request, StepEvent
+from engine.types import EngineError, Prompt, Request, StepEvent
 
 
 @dataclass(slots=True)
@@ -29,7 +29,9 @@ class Backend:
     context_window = 0
     eos_token_ids: frozenset[int] = frozenset()
 
-    def render_prompt(self, prompt: Prompt) -> list[int]:
+    def render_prompt(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
+        """Token ids of the prompt through the chat template; `tools` (OpenAI function specs) go
+        to the template, which may ignore them."""
         raise NotImplementedError
 
     def decode(self, token_ids: list[int]) -> str:
@@ -37,6 +39,10 @@ class Backend:
 
     def count_tokens(self, text: str) -> int:
         raise NotImplementedError
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of raw text, no template, no special tokens (a completion prompt, a prefill)."""
+        raise EngineError(f"the {self.name} backend has no local tokenizer")
 
     def add_request(self, request: Request) -> None:
         raise NotImplementedError

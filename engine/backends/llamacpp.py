@@ -83,13 +83,13 @@ class LlamaCppBackend(Backend):
             add_generation_prompt=True,
         )
 
-    def render_prompt(self, prompt: Prompt) -> list[int]:
+    def render_prompt(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         if self._formatter is None:
             # No template in the file: plain concatenation, the only honest fallback.
             text = "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages) + "\nassistant:"
             return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
-        rendered = self._formatter(messages=messages)
+        rendered = self._formatter(messages=messages, tools=tools) if tools else self._formatter(messages=messages)
         add_bos = not getattr(rendered, "added_special", False) and self.llm.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
         ids = self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=add_bos, special=True)
         return ids
@@ -99,6 +99,9 @@ class LlamaCppBackend(Backend):
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
     # ---- scheduling: FIFO, one token per step ----
     def add_request(self, request: Request) -> None:

@@ -195,13 +195,13 @@ class TorchBackend(Backend):
         return d
 
     # ---- tokens (any thread) ----
-    def render_prompt(self, prompt: Prompt) -> list[int]:
+    def render_prompt(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
         tok = self._need_tokenizer()
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         with self._tok_lock:
             try:
                 if tok.chat_template:
-                    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                    text = tok.apply_chat_template(messages, tools=tools or None, tokenize=False, add_generation_prompt=True)
                     return list(tok(text, add_special_tokens=False)["input_ids"])
                 text = "\n".join(str(m.get("content", "")) for m in messages)
                 return list(tok(text)["input_ids"])
@@ -217,6 +217,10 @@ class TorchBackend(Backend):
     def count_tokens(self, text: str) -> int:
         with self._tok_lock:
             return len(self._need_tokenizer()(text, add_special_tokens=False)["input_ids"])
+
+    def tokenize(self, text: str) -> list[int]:
+        with self._tok_lock:
+            return list(self._need_tokenizer()(text, add_special_tokens=False)["input_ids"])
 
     def _need_tokenizer(self):
         if self.tokenizer is None:

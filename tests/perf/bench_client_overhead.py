@@ -27,10 +27,17 @@ ROOT = Path(__file__).resolve().parents[2]
 # ---- the fixed-rate server ----
 
 class FixedRateServer:
-    def __init__(self, ttft_s: float, itl_s: float, default_tokens: int):
+    """`chunk_tokens` cycles the number of tokens each chunk holds (several, as a server with
+    speculation sends them: a chunk leaves when its last token is due); `role_chunk` sends a
+    role-only first chunk as vLLM does."""
+
+    def __init__(self, ttft_s: float, itl_s: float, default_tokens: int, chunk_tokens: tuple[int, ...] = (1,),
+                 role_chunk: bool = False):
         self.ttft_s = ttft_s
         self.itl_s = itl_s
         self.default_tokens = default_tokens
+        self.chunk_tokens = chunk_tokens
+        self.role_chunk = role_chunk
         self.truth: dict[str, dict] = {}
         self.counter = 0
 
@@ -68,17 +75,29 @@ class FixedRateServer:
         await writer.drain()
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        for k in range(n):
-            due = t0 + self.ttft_s + k * self.itl_s  # absolute schedule: no drift
+        k = 0
+        c = 0
+        while k < n:
+            size = min(self.chunk_tokens[c % len(self.chunk_tokens)], n - k)
+            c += 1
+            due = t0 + self.ttft_s + (k + size - 1) * self.itl_s  # absolute schedule: no drift
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            data = b""
+            if self.role_chunk and k == 0:
+                role = {"id": rid, "object": "chat.completion.chunk", "model": "fixed-rate",
+                        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+                data = b"data: " + json.dumps(role).encode() + b"\n\n"
+            text = "".join(f"tok{k + j} " for j in range(size))
             chunk = {"id": rid, "object": "chat.completion.chunk", "model": "fixed-rate",
-                     "choices": [{"index": 0, "delta": {"content": f"tok{k} "}, "finish_reason": None}]}
-            data = b"data: " + json.dumps(chunk).encode() + b"\n\n"
-            sends.append(time.perf_counter_ns())  # before write: the client may read it at once
+                     "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            data += b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            now = time.perf_counter_ns()  # before write: the client may read it at once
+            sends += [now] * size
             writer.write(data)
             await writer.drain()
+            k += size
         end = {"id": rid, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
         usage = {"id": rid, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": n + 7}}
         writer.write(b"data: %s\n\ndata: %s\n\ndata: [DONE]\n\n" % (json.dumps(end).encode(), json.dumps(usage).encode()))
@@ -86,8 +105,9 @@ class FixedRateServer:
         return False  # Connection: close
 
 
-async def _serve(port: int, ttft_s: float, itl_s: float, tokens: int) -> None:
-    srv = FixedRateServer(ttft_s, itl_s, tokens)
+async def _serve(port: int, ttft_s: float, itl_s: float, tokens: int, chunk_tokens: tuple[int, ...] = (1,),
+                 role_chunk: bool = False) -> None:
+    srv = FixedRateServer(ttft_s, itl_s, tokens, chunk_tokens, role_chunk)
     server = await asyncio.start_server(srv.handle, "127.0.0.1", port, backlog=512)
     actual = server.sockets[0].getsockname()[1]
     print(f"listening {actual}", flush=True)
@@ -95,11 +115,13 @@ async def _serve(port: int, ttft_s: float, itl_s: float, tokens: int) -> None:
         await server.serve_forever()
 
 
-def start_server(ttft_ms: float, itl_ms: float, tokens: int) -> tuple[subprocess.Popen, str]:
+def start_server(ttft_ms: float, itl_ms: float, tokens: int, chunk_tokens: tuple[int, ...] = (1,),
+                 role_chunk: bool = False) -> tuple[subprocess.Popen, str]:
     """Start the fixed-rate server in its own process on a free port; returns (process, base_url)."""
+    extra = ["--chunk-tokens", ",".join(map(str, chunk_tokens))] + (["--role-chunk"] if role_chunk else [])
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", "0", "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms),
-         "--tokens", str(tokens)],
+         "--tokens", str(tokens), *extra],
         stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("listening"):
@@ -182,9 +204,12 @@ def main() -> int:
     ap.add_argument("--ttft-ms", type=float, default=50.0)
     ap.add_argument("--itl-ms", type=float, default=20.0)
     ap.add_argument("--bar-ms", type=float, default=1.0)
+    ap.add_argument("--chunk-tokens", default="1", help="with --serve: tokens per chunk, cycled, e.g. 1,3,2")
+    ap.add_argument("--role-chunk", action="store_true", help="with --serve: a role-only first chunk, as vLLM sends")
     a = ap.parse_args()
     if a.serve is not None:
-        asyncio.run(_serve(a.serve, a.ttft_ms / 1e3, a.itl_ms / 1e3, a.tokens))
+        chunks = tuple(int(x) for x in a.chunk_tokens.split(","))
+        asyncio.run(_serve(a.serve, a.ttft_ms / 1e3, a.itl_ms / 1e3, a.tokens, chunks, a.role_chunk))
         return 0
     with tempfile.TemporaryDirectory() as d:
         res = measure(a.streams, a.tokens, a.ttft_ms, a.itl_ms, a.requests or 2 * a.streams, os.path.join(d, "b.duckdb"))

@@ -1,5 +1,6 @@
-"""`workbench serve` as a real process on a free loopback port with the embedded model: the OpenAI
-routes (streaming and not), 4xx errors with JSON bodies, 429 under overload, requests recorded."""
+"""`workbench serve` as a real process (uvicorn on a free loopback port) with the embedded model: the
+OpenAI routes (streaming and not), 4xx errors with JSON bodies, 429 with Retry-After under
+overload, body limits, keep-alive, a client that leaves mid-stream, requests recorded."""
 import http.client
 import json
 import os
@@ -43,7 +44,7 @@ def call(port: int, method: str, path: str, body=None, raw: bytes | None = None,
     r = c.getresponse()
     text = r.read().decode()
     c.close()
-    return r.status, r.getheader("Content-Type"), text
+    return r.status, r.getheader("Content-Type"), text, {k.lower(): v for k, v in r.getheaders()}
 
 
 def sse_events(text: str) -> list:
@@ -69,21 +70,21 @@ CHAT = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 6
 
 def test_models(server):
     port, _, _ = server
-    status, ctype, text = call(port, "GET", "/v1/models")
+    status, ctype, text, _ = call(port, "GET", "/v1/models")
     assert status == 200 and ctype == "application/json"
     assert json.loads(text)["data"][0]["id"] == "smollm2-135m"
 
 
 def test_chat_whole_and_streamed_agree(server):
     port, _, _ = server
-    status, _, text = call(port, "POST", "/v1/chat/completions", {**CHAT, "model": "smollm2-135m"})
+    status, _, text, _ = call(port, "POST", "/v1/chat/completions", {**CHAT, "model": "smollm2-135m"})
     assert status == 200
     whole = json.loads(text)
     assert whole["object"] == "chat.completion" and whole["id"].startswith("chatcmpl-")
     assert whole["usage"]["completion_tokens"] >= 1 and whole["usage"]["prompt_tokens"] > 3
-    status, ctype, text = call(port, "POST", "/v1/chat/completions",
-                               {**CHAT, "stream": True, "stream_options": {"include_usage": True}})
-    assert status == 200 and ctype == "text/event-stream"
+    status, ctype, text, _ = call(port, "POST", "/v1/chat/completions",
+                                  {**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    assert status == 200 and ctype.startswith("text/event-stream")
     events = sse_events(text)
     assert events[-1] == "[DONE]" and events[-2]["usage"]["completion_tokens"] >= 1
     chunks = [e for e in events[:-2] if e["choices"]]
@@ -95,9 +96,11 @@ def test_chat_whole_and_streamed_agree(server):
 
 def test_completions(server):
     port, _, _ = server
-    status, _, text = call(port, "POST", "/v1/completions", {"prompt": "The sky is", "max_tokens": 4, "temperature": 0})
-    assert status == 200 and json.loads(text)["object"] == "text_completion"
-    status, _, text = call(port, "POST", "/v1/completions", {"prompt": "The sky is", "max_tokens": 4, "stream": True})
+    status, _, text, _ = call(port, "POST", "/v1/completions", {"prompt": "The sky is", "max_tokens": 4, "temperature": 0})
+    body = json.loads(text)
+    assert status == 200 and body["object"] == "text_completion"
+    assert body["usage"]["prompt_tokens"] == 3  # the raw text, no chat template around it
+    status, _, text, _ = call(port, "POST", "/v1/completions", {"prompt": "The sky is", "max_tokens": 4, "stream": True})
     events = sse_events(text)
     assert status == 200 and events[-1] == "[DONE]" and all(e["object"] == "text_completion" for e in events[:-1])
 
@@ -106,16 +109,21 @@ def test_completions(server):
     ("/v1/chat/completions", None, b"{not json", 400, None),
     ("/v1/chat/completions", {"messages": "hi"}, None, 400, "messages"),
     ("/v1/chat/completions", {"messages": [{"content": "x"}]}, None, 400, "messages"),
-    ("/v1/chat/completions", {**CHAT, "max_tokens": 0}, None, 400, None),
+    ("/v1/chat/completions", {**CHAT, "max_tokens": 0}, None, 400, "max_tokens"),
     ("/v1/chat/completions", {**CHAT, "temperature": "hot"}, None, 400, "temperature"),
-    ("/v1/chat/completions", {**CHAT, "n": 2}, None, 400, "n"),
+    ("/v1/chat/completions", {**CHAT, "n": 99}, None, 400, "n"),
+    ("/v1/chat/completions", {**CHAT, "logprobs": True}, None, 400, "logprobs"),
+    ("/v1/chat/completions", {**CHAT, "stream": "yes"}, None, 400, "stream"),
+    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, None, 400,
+     "messages"),
     ("/v1/chat/completions", {**CHAT, "model": "gpt-9"}, None, 404, "model"),
     ("/v1/completions", {"prompt": ""}, None, 400, "prompt"),
-    ("/v1/embeddings", {"input": "x"}, None, 404, None),
+    ("/v1/embeddings", {"input": [1, 2]}, None, 400, "input"),
+    ("/v1/rerank", {"input": "x"}, None, 404, None),
 ])
 def test_malformed_requests_get_openai_errors(server, path, body, raw, status, param):
     port, _, _ = server
-    got, ctype, text = call(port, "POST", path, body, raw)
+    got, ctype, text, _ = call(port, "POST", path, body, raw)
     err = json.loads(text)["error"]
     assert got == status and ctype == "application/json"
     assert err["message"] and err["code"] == status and err["param"] == param
@@ -136,9 +144,53 @@ def test_overload_answers_429_and_serves_the_rest(server):
         t.join()
     codes = sorted(r[0] for r in results)
     assert 429 in codes and 200 in codes and set(codes) <= {200, 429}
-    busy = next(json.loads(r[2]) for r in results if r[0] == 429)
-    assert busy["error"]["type"] == "rate_limit_exceeded"
+    busy = next(r for r in results if r[0] == 429)
+    assert json.loads(busy[2])["error"]["type"] == "rate_limit_exceeded"
+    assert busy[3]["retry-after"] == "1"
     assert call(port, "GET", "/v1/models")[0] == 200  # still standing
+
+
+def test_body_limit_and_keep_alive(server):
+    port, _, _ = server
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", "/v1/chat/completions", body=b"x", headers={"Content-Length": str(64 * 1024 * 1024)})
+    r = c.getresponse()
+    assert r.status == 413 and json.loads(r.read())["error"]["code"] == 413
+    c.close()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    socks = set()
+    for _ in range(3):  # HTTP/1.1: one connection, three requests
+        c.request("GET", "/health")
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read()) == {"status": "ok"}
+        socks.add(id(c.sock))
+    assert len(socks) == 1 and c.sock is not None
+    c.close()
+
+
+def test_client_leaving_mid_stream_cancels_its_request(server):
+    port, db, _ = server
+    import socket
+    import time
+
+    body = json.dumps({"messages": [{"role": "user", "content": "Count slowly to one thousand."}], "max_tokens": 400,
+                       "ignore_eos": True, "stream": True}).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    got = b""
+    while got.count(b"data: ") < 4:
+        got += s.recv(65536)
+    s.close()  # gone after a few tokens
+    deadline = time.time() + 20
+    while time.time() < deadline:  # the engine frees the slot: a new request is admitted and answered
+        status, _, text, _ = call(port, "GET", "/metrics")
+        if 'vllm:request_success_total{engine="0",finished_reason="abort",model_name="smollm2-135m"} 1.0' in text:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the abandoned request was not cancelled")
+    assert 'vllm:num_requests_running{engine="0",model_name="smollm2-135m"} 0.0' in text
 
 
 def test_requests_are_recorded_as_serve_sessions(server):
@@ -152,6 +204,10 @@ def test_requests_are_recorded_as_serve_sessions(server):
         kinds = dict(store.execute("SELECT kind, count(*) FROM sessions GROUP BY kind").fetchall())
         rows = store.execute("SELECT status, ttft_ms, output_tokens FROM requests").fetchall()
         msgs = store.execute("SELECT role FROM messages ORDER BY session_id, seq").fetchall()
+        cut = store.execute("SELECT r.output_tokens, m.content FROM requests r JOIN messages m ON m.request_id = r.id"
+                            " WHERE r.status = 'cancelled'").fetchall()
     assert kinds.get("serve", 0) >= 5 and set(kinds) == {"serve"}
     assert all(r[0] in ("finished", "cancelled") for r in rows) and any(r[1] and r[1] > 0 for r in rows)
     assert ("assistant",) in msgs and ("user",) in msgs
+    # the stream whose client left: its partial reply is kept, marked cancelled
+    assert len(cut) == 1 and 3 <= cut[0][0] < 400 and cut[0][1]

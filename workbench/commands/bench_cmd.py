@@ -6,7 +6,9 @@ import argparse
 import os
 import sys
 
-WORKLOADS_HELP = "chat, mixed, code-edit, json, or trace (replay a stored agent trace)"
+WORKLOADS_HELP = ("chat, mixed, code-edit, json, trace (replay a stored agent trace), or vLLM's datasets: "
+                  "random, sharegpt, prefix-repetition")
+DATASET_WORKLOADS = ("random", "sharegpt", "prefix-repetition")
 
 
 def register(sub, common) -> None:
@@ -26,6 +28,18 @@ def register(sub, common) -> None:
     p.add_argument("--api-key-env", metavar="NAME", default=None, help="with --backend openai: env var holding the API key")
     p.add_argument("--endpoint", choices=["chat", "completions"], default="chat", help="with --backend openai (default chat)")
     p.add_argument("--json", action="store_true", help="print the run's report JSON (as `report --format json`)")
+    d = p.add_argument_group("vLLM datasets (as `vllm bench serve --dataset-name ...`)")
+    d.add_argument("--tokenizer", metavar="MODEL", default=None,
+                   help="tokenizer that makes and counts the tokens (default: --model, else smollm2-135m)")
+    d.add_argument("--dataset-path", metavar="FILE", default=None, help="with --workload sharegpt: ShareGPT JSON")
+    d.add_argument("--input-len", type=int, default=1024, metavar="N", help="random: input tokens (default 1024)")
+    d.add_argument("--output-len", type=int, default=None, metavar="N",
+                   help="random, prefix-repetition: output tokens (default --max-tokens); sharegpt: fixed output length")
+    d.add_argument("--range-ratio", type=float, default=0.0, metavar="R", help="random: lengths uniform in ±R (default 0)")
+    d.add_argument("--prefix-len", type=int, default=0, metavar="N",
+                   help="random: a shared prefix (default 0); prefix-repetition: prefix tokens (default 256)")
+    d.add_argument("--suffix-len", type=int, default=256, metavar="N", help="prefix-repetition: suffix tokens")
+    d.add_argument("--num-prefixes", type=int, default=10, metavar="N", help="prefix-repetition: distinct prefixes")
     p.set_defaults(func=run)
 
 
@@ -44,9 +58,25 @@ def _engine(args: argparse.Namespace):
         key = os.environ.get(args.api_key_env)
         if not key:
             raise CliError(f"environment variable {args.api_key_env} is not set")
+    counter = None
+    if args.tokenizer:  # counts output tokens where a server sends no usage
+        from engine.tokenizer import token_counter
+
+        counter = token_counter(args.tokenizer)
     # only an explicit --model; otherwise the server's first listed model, as vllm bench serve does
     return engine_for(args, model=getattr(args, "model", None), base_url=args.base_url, api_key=key,
-                      endpoint=args.endpoint)
+                      endpoint=args.endpoint, tokenizer=counter)
+
+
+def _dataset_options(args: argparse.Namespace, engine) -> dict:
+    """The tokenizer is --tokenizer, else the model's own (a remote model name must be local too:
+    `vllm serve PATH` lists PATH)."""
+    from engine.tokenizer import load_tokenizer
+
+    name = args.tokenizer or (engine.spec.name if engine.spec is not None else engine.model_name)
+    return {"tokenizer": load_tokenizer(name), "dataset_path": args.dataset_path, "input_len": args.input_len,
+            "output_len": args.output_len, "range_ratio": args.range_ratio, "prefix_len": args.prefix_len,
+            "suffix_len": args.suffix_len, "num_prefixes": args.num_prefixes, "tokenizer_name": name}
 
 
 def bench_progress():
@@ -66,7 +96,8 @@ def bench_progress():
 def run(args: argparse.Namespace) -> int:
     from sessions.bench import BenchConfig
 
-    cfg = BenchConfig(workload=args.workload, num_requests=args.requests, concurrency=args.concurrency,
+    workload = args.workload.replace("_", "-") if args.workload.replace("_", "-") in DATASET_WORKLOADS else args.workload
+    cfg = BenchConfig(workload=workload, num_requests=args.requests, concurrency=args.concurrency,
                       request_rate=args.rate, max_tokens=args.max_tokens, temperature=args.temperature,
                       seed=args.seed, ignore_eos=args.ignore_eos, trace_id=args.trace, base_url=args.base_url,
                       extra={"endpoint": args.endpoint} if args.base_url else {})
@@ -81,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     bar = bench_progress()
     try:
+        if workload in DATASET_WORKLOADS:
+            cfg.dataset = _dataset_options(args, engine)
         from sessions.bench import run_bench
 
         outcome = run_bench(engine, store, cfg, progress=bar)

@@ -14,6 +14,8 @@ def register(sub, common) -> None:
     p.add_argument("--top-p", type=float, default=None, metavar="P")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    p.add_argument("--otlp-endpoint", default=None, metavar="URL",
+                   help="send the request's span to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318/v1/traces")
     p.set_defaults(func=run)
 
 
@@ -43,10 +45,19 @@ def run(args: argparse.Namespace) -> int:
 
     check_not_locked(db_path(args))
     engine = engine_for(args)
+    tracer = None
     try:
+        if args.otlp_endpoint:
+            from workbench.telemetry import LiveSpans
+
+            tracer = LiveSpans(args.otlp_endpoint, service="workbench chat", model=engine.model_name,
+                               backend=engine.backend_name)
+            engine.add_listener(tracer.on_event)
         return _chat(args, engine, lambda: open_store(args), prompt, system, params)
     finally:
         engine.close()
+        if tracer is not None:
+            tracer.close()
 
 
 def _chat(args, engine, open_store, prompt: str, system: str, params) -> int:
