@@ -51,5 +51,7 @@ def test_bench_over_http_matches_in_process_and_server_timings(tmp_path, wb):
         gaps.append(rec.ttft_ms - s_ttft)
     print("client TTFT - server TTFT (ms):", [round(g, 2) for g in gaps])
     assert all(g >= 0 for g in gaps)
-    # transport both ways plus the handler thread hop: a few ms on loopback; bound loose for a busy 2-core CI
-    assert statistics.median(gaps) < 15.0, gaps
+    # the client's TTFT is the server's plus transport, not a different span of time: the gap is a
+    # small share of it (no absolute bound: the machines are shared; tests/perf measures the overhead)
+    client_ttft = statistics.median(rec.ttft_ms for rec in client.values())
+    assert statistics.median(gaps) < 0.5 * client_ttft, (gaps, client_ttft)
