@@ -257,6 +257,8 @@ class TorchBackend(Backend):
             t_sampled = time.perf_counter_ns()
             self.scheduler.postprocess(batch)
             new = {sid: [tok] for sid, tok in sampled.items()}
+        # model drafters ran one pass per draft token: read before the drafts are cleared below
+        draft_passes = max((s.num_draft for s in verifying), default=0) if spec and spec.proposer.needs_forward else 0
         for s in batch:
             toks = new.get(s.seq.seq_id)
             if toks is not None:
@@ -273,8 +275,7 @@ class TorchBackend(Backend):
             draft_ns = plan_ns + (res.draft_ns if verifying else 0)
             if not info.prefill_tokens:
                 spec.policy.observe_step(len(batch), (t_sampled - t_fwd - (res.draft_ns if verifying else 0)) / 1e9,
-                                         n_draft, draft_ns / 1e9, max((s.num_draft for s in verifying), default=0)
-                                         if spec.proposer.needs_forward else 0)
+                                         n_draft, draft_ns / 1e9, draft_passes)
             note = f"spec {spec.policy.decision}: {spec.policy.reason}"
         roofline = None
         if info.decode_tokens and not info.prefill_tokens:
