@@ -84,7 +84,7 @@ class RequestMetrics:
     spec_draft_tokens: int = 0
     spec_accepted_tokens: int = 0
     spec_verify_steps: int = 0
-    # torch engine: blocks hit, first miss and what broke the match (engine.prefix_inspector)
+    # torch engine: blocks hit, first miss and what broke the match (engine.torch.prefix_inspector)
     prefix_report: dict[str, Any] | None = None
 
     @property

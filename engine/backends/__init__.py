@@ -29,7 +29,7 @@ def create_backend(spec: ModelSpec | None, backend: str, **options: Any) -> Back
         return LlamaCppBackend(spec, **options)
     if backend == "torch":
         try:
-            from engine.backends.torch_backend import TorchBackend
+            from engine.torch.backend import TorchBackend
         except ImportError as e:  # pragma: no cover - depends on the install
             raise EngineError(f"the torch backend is not available: {e}") from e
         assert spec is not None

@@ -13,7 +13,7 @@ A_B_PROMPT = ("Add a docstring.\n\n```python\ndef find(items, key):\n    for i i
 
 
 def cache_file(model_path: str) -> Path:
-    from engine.weights import CACHE_ENV, gguf_key
+    from engine.torch.weights import CACHE_ENV, gguf_key
 
     base = os.environ.get(CACHE_ENV)
     if not base:

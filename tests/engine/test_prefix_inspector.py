@@ -2,10 +2,10 @@
 first miss, and the cause (a differing token early or late, an evicted block, a new prefix)."""
 from __future__ import annotations
 
-from engine.block_manager import BlockManager
-from engine.prefix_inspector import PrefixInspector, common_prefix, describe
-from engine.scheduler import Scheduler, SchedulerConfig
-from engine.sequence import Sequence
+from engine.torch.block_manager import BlockManager
+from engine.torch.prefix_inspector import PrefixInspector, common_prefix, describe
+from engine.torch.scheduler import Scheduler, SchedulerConfig
+from engine.torch.sequence import Sequence
 from engine.types import Request, RequestMetrics, SamplingParams
 
 BS = 4

@@ -10,10 +10,10 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from engine import Engine, EngineError, SamplingParams  # noqa: E402
-from engine.block_manager import BlockManager  # noqa: E402
 from engine.model_source import ModelSpec  # noqa: E402
-from engine.scheduler import Scheduler, SchedulerConfig  # noqa: E402
-from engine.sequence import Sequence  # noqa: E402
+from engine.torch.block_manager import BlockManager  # noqa: E402
+from engine.torch.scheduler import Scheduler, SchedulerConfig  # noqa: E402
+from engine.torch.sequence import Sequence  # noqa: E402
 from engine.types import Request, RequestMetrics  # noqa: E402
 
 VOCAB = 300
@@ -54,7 +54,7 @@ def load(tiny_dir, **options) -> Engine:
 
 
 def _backend(tiny_dir, **options):
-    from engine.backends.torch_backend import TorchBackend
+    from engine.torch.backend import TorchBackend
 
     options.setdefault("measure_bandwidth", False)
     return TorchBackend(ModelSpec("tiny", "hf_dir", str(tiny_dir)), device="cpu", **options)
@@ -271,7 +271,7 @@ def test_tokenizer_and_step_events(tiny_dir):
 
 def test_unsupported_architecture_is_one_clear_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": 10}))
-    from engine.backends.torch_backend import TorchBackend
+    from engine.torch.backend import TorchBackend
 
     with pytest.raises(EngineError, match="supports llama"):
         TorchBackend(ModelSpec("x", "hf_dir", str(tmp_path)), device="cpu")
@@ -281,7 +281,7 @@ def test_paged_decode_attention_matches_dense_attention():
     """The torch reference (also what CUDA graphs run) against attention over a dense copy."""
     import torch.nn.functional as F
 
-    from engine.attention import decode_attention_ref, store_kv
+    from engine.torch.attention import decode_attention_ref, store_kv
 
     g = torch.Generator().manual_seed(0)
     kvh, heads, d, bs, nb = 2, 6, 16, 4, 32
@@ -339,7 +339,7 @@ def test_other_llama_family_models_match_transformers(arch, tmp_path):
 def test_decode_groups_match_the_reference_view_and_gather():
     """The per-step groups the CPU path uses (a view of consecutive blocks; a gather with a
     precomputed mask) give what the batched-gather reference gives."""
-    from engine.attention import DecodeGroup, decode_attention_group, decode_attention_ref, store_kv
+    from engine.torch.attention import DecodeGroup, decode_attention_group, decode_attention_ref, store_kv
 
     g = torch.Generator().manual_seed(1)
     kvh, heads, d, bs, nb = 2, 6, 16, 4, 32
@@ -362,7 +362,7 @@ def test_decode_groups_match_the_reference_view_and_gather():
 
 
 def test_runner_groups_use_a_view_only_for_consecutive_blocks(tiny_dir):
-    from engine.scheduler import ScheduledSeq
+    from engine.torch.scheduler import ScheduledSeq
 
     with load(tiny_dir, block_size=4) as eng:
         runner = eng.backend.runner

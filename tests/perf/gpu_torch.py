@@ -13,9 +13,9 @@ import time
 import torch
 
 from engine import Engine, SamplingParams
-from engine.backends.torch_backend import TorchBackend
-from engine.llama import ModelConfig
-from engine.roofline import measure_bandwidth_gbps
+from engine.torch.backend import TorchBackend
+from engine.torch.llama import ModelConfig
+from engine.torch.roofline import measure_bandwidth_gbps
 
 LLAMA3_8B = dict(model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                  num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-5, rope_theta=500000.0,

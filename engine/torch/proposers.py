@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from engine.scheduler import ScheduledSeq
-from engine.sequence import Sequence
+from engine.torch.scheduler import ScheduledSeq
+from engine.torch.sequence import Sequence
 from engine.types import Request, RequestMetrics, SamplingParams
 
 if TYPE_CHECKING:
-    from engine.model_runner import ModelRunner
+    from engine.torch.model_runner import ModelRunner
 
 
 class NgramProposer:

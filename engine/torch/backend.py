@@ -10,15 +10,15 @@ from typing import Any
 
 import torch
 
-from engine import weights
 from engine.backends.base import Backend, SeqOutput
-from engine.block_manager import BlockManager
-from engine.llama import LlamaForCausalLM, ModelConfig
-from engine.model_runner import ModelRunner, RunnerConfig
 from engine.model_source import ModelSpec
-from engine.roofline import RooflineMeter, measure_bandwidth_gbps
-from engine.scheduler import Scheduler, SchedulerConfig
-from engine.sequence import Sequence
+from engine.torch import weights
+from engine.torch.block_manager import BlockManager
+from engine.torch.llama import LlamaForCausalLM, ModelConfig
+from engine.torch.model_runner import ModelRunner, RunnerConfig
+from engine.torch.roofline import RooflineMeter, measure_bandwidth_gbps
+from engine.torch.scheduler import Scheduler, SchedulerConfig
+from engine.torch.sequence import Sequence
 from engine.types import EngineError, Prompt, Request, StepEvent
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -145,9 +145,9 @@ class TorchBackend(Backend):
         """Switch speculation between requests (engine idle): off, auto, ngram, draft, self.
         "draft" without a draft model is self-speculation; "auto" drafts with the draft model if
         one was given, else by prompt lookup, and decides per step whether that pays."""
-        from engine.proposers import NgramProposer, SelfDrafter
-        from engine.spec_policy import SpecPolicy
-        from engine.speculation import Speculator
+        from engine.torch.proposers import NgramProposer, SelfDrafter
+        from engine.torch.spec_policy import SpecPolicy
+        from engine.torch.speculation import Speculator
 
         _check_speculation(mode, self._draft_name)
         self.speculation_mode = mode
@@ -174,7 +174,7 @@ class TorchBackend(Backend):
 
     def _draft_model_drafter(self):
         from engine.model_source import resolve_model
-        from engine.proposers import DraftModelDrafter
+        from engine.torch.proposers import DraftModelDrafter
 
         d = self._drafters.get("draft")
         if d is not None:
@@ -328,7 +328,7 @@ class TorchBackend(Backend):
 
 
 def _check_speculation(mode: str, draft: str | None) -> None:
-    from engine.speculation import MODES
+    from engine.torch.speculation import MODES
 
     if mode not in MODES:
         raise EngineError(f"unknown speculation {mode!r}: choose one of {', '.join(MODES)}")

@@ -1,7 +1,7 @@
 """A semantic cache in front of any backend: a new prompt that means the same as a stored one, in
 the same scope (model, system prompt, tools, history, sampling), gets the stored answer.
 
-Hits need cosine similarity >= threshold and must pass the lexical guards (engine.cache_guards);
+Hits need cosine similarity >= threshold and must pass the lexical guards (engine.cache.guards);
 entries expire (TTL) and are evicted least-recently-used past a size cap. Persistence goes
 through `CacheBacking` (sessions.cache_store implements it over DuckDB); this room never imports it.
 
@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from engine.cache_guards import GUARD_NAMES, PromptFeatures, prompt_features, refusal
+from engine.cache.guards import GUARD_NAMES, PromptFeatures, prompt_features, refusal
 from engine.types import EngineError, Prompt, SamplingParams
 
 

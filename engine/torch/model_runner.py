@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.attention import AttentionMetadata, DecodeGroup, KernelRows, PrefillChunk, causal_mask
-from engine.cpu_kernels import kernel_status, paged_attention_kernel
-from engine.llama import LlamaForCausalLM, ModelConfig
-from engine.scheduler import ScheduledSeq
-from engine.sequence import Sequence
+from engine.torch.attention import AttentionMetadata, DecodeGroup, KernelRows, PrefillChunk, causal_mask
+from engine.torch.cpu_kernels import kernel_status, paged_attention_kernel
+from engine.torch.llama import LlamaForCausalLM, ModelConfig
+from engine.torch.scheduler import ScheduledSeq
+from engine.torch.sequence import Sequence
 
 
 # chunks this short (speculative verify rows, the last bit of a prompt) attend through the CPU
@@ -298,7 +298,7 @@ class ModelRunner:
         graph.replay()
         return logits
 
-    # ---- speculative decoding (driven by engine/speculation.py; kept apart from the rest) ----
+    # ---- speculative decoding (driven by engine/torch/speculation.py; kept apart from the rest) ----
     @torch.inference_mode()
     def run_verify(self, batch: list[ScheduledSeq], rows_wanted: dict[str, int]):
         """One forward pass like run(), returning logits instead of samples: rows_wanted[seq_id]

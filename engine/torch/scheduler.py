@@ -7,8 +7,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from engine.block_manager import BlockManager
-from engine.sequence import Sequence, SequenceStatus
+from engine.torch.block_manager import BlockManager
+from engine.torch.sequence import Sequence, SequenceStatus
 
 
 @dataclass(slots=True)

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from engine.scheduler import ScheduledSeq
-from engine.sequence import Sequence
-from engine.spec_policy import SpecPolicy
+from engine.torch.scheduler import ScheduledSeq
+from engine.torch.sequence import Sequence
+from engine.torch.spec_policy import SpecPolicy
 from engine.types import SamplingParams
 
 MODES = ("off", "auto", "ngram", "draft", "self")
