@@ -11,6 +11,10 @@ from typing import Any, Union
 ChatMessage = dict[str, Any]
 Prompt = Union[str, list[ChatMessage]]
 
+# the names Engine.load takes (and the CLI offers); "auto" first, as the default
+BACKENDS = ("auto", "torch", "llamacpp", "openai")
+SPECULATION_MODES = ("auto", "off", "ngram", "draft", "self")
+
 
 class EngineError(Exception):
     """An error a user can cause (bad model path, bad prompt, ...); shown as one line."""

@@ -6,9 +6,7 @@ from typing import Any
 
 from engine.backends.base import Backend, SeqOutput
 from engine.model_source import ModelSpec
-from engine.types import EngineError
-
-BACKENDS = ("auto", "torch", "llamacpp", "openai")
+from engine.types import BACKENDS, EngineError
 
 
 def pick_backend(spec: ModelSpec, backend: str) -> str:
@@ -43,4 +41,4 @@ def create_backend(spec: ModelSpec | None, backend: str, **options: Any) -> Back
     raise EngineError(f"unknown backend {backend!r}")
 
 
-__all__ = ["Backend", "SeqOutput", "create_backend", "pick_backend", "BACKENDS"]
+__all__ = ["Backend", "SeqOutput", "create_backend", "pick_backend"]

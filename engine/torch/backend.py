@@ -19,7 +19,7 @@ from engine.torch.model_runner import ModelRunner, RunnerConfig
 from engine.torch.roofline import RooflineMeter, measure_bandwidth_gbps
 from engine.torch.scheduler import Scheduler, SchedulerConfig
 from engine.torch.sequence import Sequence
-from engine.types import EngineError, Prompt, Request, StepEvent
+from engine.types import SPECULATION_MODES, EngineError, Prompt, Request, StepEvent
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16}
@@ -328,10 +328,8 @@ class TorchBackend(Backend):
 
 
 def _check_speculation(mode: str, draft: str | None) -> None:
-    from engine.torch.speculation import MODES
-
-    if mode not in MODES:
-        raise EngineError(f"unknown speculation {mode!r}: choose one of {', '.join(MODES)}")
+    if mode not in SPECULATION_MODES:
+        raise EngineError(f"unknown speculation {mode!r}: choose one of {', '.join(SPECULATION_MODES)}")
     if draft is not None and mode in ("ngram", "self"):
         raise EngineError(f"speculation={mode!r} does not use a draft model; drop draft= or use 'draft' or 'auto'")
 

@@ -15,8 +15,6 @@ from engine.torch.sequence import Sequence
 from engine.torch.spec_policy import SpecPolicy
 from engine.types import SamplingParams
 
-MODES = ("off", "auto", "ngram", "draft", "self")
-
 
 # ---- the verifier ----
 
