@@ -46,7 +46,6 @@ def decide(model_path: str) -> tuple[str, str]:
 
 def measure_prompt_lookup(model: str | None, max_tokens: int = 128, n_ctx: int = 2048) -> dict[str, Any]:
     """Plain vs prompt-lookup greedy decoding of the same code-edit prompt; writes the cache file."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from llama_cpp import Llama
     from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
