@@ -13,14 +13,9 @@ A_B_PROMPT = ("Add a docstring.\n\n```python\ndef find(items, key):\n    for i i
 
 
 def cache_file(model_path: str) -> Path:
-    from engine.torch.weights import CACHE_ENV, gguf_key
+    from engine.model_source import cache_dir, gguf_key
 
-    base = os.environ.get(CACHE_ENV)
-    if not base:
-        from platformdirs import user_cache_dir
-
-        base = user_cache_dir("inference-workbench")
-    return Path(base) / "speculation" / f"llamacpp-prompt-lookup-{gguf_key(Path(model_path))}.json"
+    return cache_dir("speculation") / f"llamacpp-prompt-lookup-{gguf_key(Path(model_path))}.json"
 
 
 def cached_measurement(model_path: str) -> dict[str, Any] | None:

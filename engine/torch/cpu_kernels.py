@@ -26,9 +26,9 @@ _state: dict[str, object] = {}
 
 
 def _cache_dir() -> Path:
-    from engine.torch.weights import cache_root
+    from engine.model_source import cache_dir
 
-    return cache_root().parent / "kernels"
+    return cache_dir("kernels")
 
 
 def _compiler() -> str | None:
