@@ -1,5 +1,4 @@
 """The inference engine: load a model, submit requests, stream token events with timings.
-
 Headless and importable without torch; backends are loaded on demand."""
 import os as _os
 

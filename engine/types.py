@@ -1,7 +1,5 @@
 """Plain data that crosses the engine's boundary: sampling parameters, requests, events, results.
-
-Everything here is importable without torch or llama.cpp, so clients stay cheap to start.
-"""
+Everything here is importable without torch or llama.cpp, so clients stay cheap to start."""
 from __future__ import annotations
 
 import statistics

@@ -1,16 +1,5 @@
 """A semantic cache in front of any backend: a new prompt that means the same as a stored one, in
-the same scope (model, system prompt, tools, history, sampling), gets the stored answer.
-
-Hits need cosine similarity >= threshold and must pass the lexical guards (engine.cache.guards);
-entries expire (TTL) and are evicted least-recently-used past a size cap. Persistence goes
-through `CacheBacking` (sessions.cache_store implements it over DuckDB); this room never imports it.
-
-How the engine uses it:
-    scope = cache.scope_for(model, prompt, params, tools)   # None: not cacheable (sampled)
-    hit = cache.lookup(prompt, scope)                        # before submitting
-    if hit and not hit.audit: answer = hit.answer            # served from cache
-    else: answer = generate(); hit and cache.record_audit(hit, answer) or cache.store(prompt, scope, answer)
-"""
+the same scope (model, system prompt, tools, history, sampling), gets the stored answer."""
 from __future__ import annotations
 
 import hashlib
@@ -347,6 +336,17 @@ def _normalize_answer(text: str) -> str:
 
 
 class SemanticCache:
+    """Hits need cosine similarity >= threshold and must pass the lexical guards (engine.cache.guards);
+    entries expire (TTL) and are evicted least-recently-used past a size cap. Persistence goes
+    through `CacheBacking` (sessions.cache_store implements it over DuckDB); this room never imports it.
+
+    How a caller uses it:
+        scope = cache.scope_for(model, prompt, params, tools)   # None: not cacheable (sampled)
+        hit = cache.lookup(prompt, scope)                        # before submitting
+        if hit and not hit.audit: answer = hit.answer            # served from cache
+        else: answer = generate(); hit and cache.record_audit(hit, answer) or cache.store(prompt, scope, answer)
+    """
+
     def __init__(self, config: SemanticCacheConfig | None = None, backing: CacheBacking | None = None,
                  embedder: Any = None, clock: Callable[[], float] = time.time):
         """`embedder` has `encode(texts) -> unit float32 rows` and `dim`; default: all-MiniLM-L6-v2,

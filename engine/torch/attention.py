@@ -1,8 +1,5 @@
-"""Attention over the paged KV cache: write the step's keys/values into their slots, then attend.
-On the CPU, decode rows and short chunks go to the C++ paged kernel (engine/torch/cpu_kernels.py) in one
-call per layer; without it they attend in groups prepared once per step (a view of consecutive
-blocks, or one gather + SDPA). The batched-gather torch reference serves CUDA graphs and tests the
-kernel; long prefill chunks attend per sequence through SDPA."""
+"""Attention over the paged KV cache: write the step's keys/values into their slots, then attend
+(the C++ kernel, per-step decode groups, the batched torch reference, or SDPA per prefill chunk)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -137,6 +134,10 @@ def causal_mask(n: int, ctx: int, device) -> torch.Tensor:
 
 
 def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    """On the CPU, decode rows and short chunks go to the C++ paged kernel (engine/torch/cpu_kernels.py)
+    in one call per layer; without it they attend in groups prepared once per step (a view of
+    consecutive blocks, or one gather + SDPA). The batched-gather torch reference serves CUDA graphs
+    and tests the kernel; long prefill chunks attend per sequence through SDPA."""
     kr = meta.kernel_rows
     if kr is not None:  # every row is either the kernel's or part of a long prefill chunk
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
