@@ -28,10 +28,11 @@ def create_backend(spec: ModelSpec | None, backend: str, **options: Any) -> Back
     if backend == "torch":
         try:
             from engine.torch.backend import TorchBackend
+            from engine.torch.config import TorchConfig
         except ImportError as e:  # pragma: no cover - depends on the install
             raise EngineError(f"the torch backend is not available: {e}") from e
         assert spec is not None
-        return TorchBackend(spec, **options)
+        return TorchBackend(spec, TorchConfig.from_options(**options))
     if backend == "openai":
         try:
             from engine.backends.openai_backend import OpenAIBackend

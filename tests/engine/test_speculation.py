@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 from engine import Engine, EngineError, SamplingParams, StepEvent  # noqa: E402
 from engine.model_source import ModelSpec  # noqa: E402
+from engine.torch.config import TorchConfig  # noqa: E402
 from engine.torch.proposers import NgramProposer  # noqa: E402
 from engine.torch.sequence import Sequence  # noqa: E402
 from engine.torch.spec_policy import SpecPolicy, expected_accepted  # noqa: E402
@@ -52,7 +53,7 @@ def backend(path, **options):
     from engine.torch.backend import TorchBackend
 
     options.setdefault("measure_bandwidth", False)
-    return TorchBackend(ModelSpec("tiny", "hf_dir", str(path)), device="cpu", **options)
+    return TorchBackend(ModelSpec("tiny", "hf_dir", str(path)), TorchConfig(device="cpu", **options))
 
 
 def prompts(n: int, seed: int = 1) -> list[list[int]]:

@@ -12,7 +12,8 @@ transformers = pytest.importorskip("transformers")
 from engine import Engine, EngineError, SamplingParams  # noqa: E402
 from engine.model_source import ModelSpec  # noqa: E402
 from engine.torch.block_manager import BlockManager  # noqa: E402
-from engine.torch.scheduler import Scheduler, SchedulerConfig  # noqa: E402
+from engine.torch.config import TorchConfig  # noqa: E402
+from engine.torch.scheduler import Scheduler  # noqa: E402
 from engine.torch.sequence import Sequence  # noqa: E402
 from engine.types import Request, RequestMetrics  # noqa: E402
 
@@ -57,7 +58,7 @@ def _backend(tiny_dir, **options):
     from engine.torch.backend import TorchBackend
 
     options.setdefault("measure_bandwidth", False)
-    return TorchBackend(ModelSpec("tiny", "hf_dir", str(tiny_dir)), device="cpu", **options)
+    return TorchBackend(ModelSpec("tiny", "hf_dir", str(tiny_dir)), TorchConfig(device="cpu", **options))
 
 
 def prompts(n: int, seed: int = 1) -> list[list[int]]:
@@ -142,7 +143,7 @@ def test_prefix_match_never_covers_the_last_token():
 
 def test_chunked_prefill_keeps_decodes_going_and_respects_the_budget():
     bm = BlockManager(num_blocks=64, block_size=4)
-    sch = Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=16, max_model_len=200), bm)
+    sch = Scheduler(TorchConfig(max_num_seqs=8, max_num_batched_tokens=16, max_model_len=200), bm)
     short = Sequence(make_request("short", [5] * 6))
     sch.add(short)
     step = sch.schedule()
@@ -167,7 +168,7 @@ def test_chunked_prefill_keeps_decodes_going_and_respects_the_budget():
 
 def test_preemption_frees_the_newest_and_requeues_it_first():
     bm = BlockManager(num_blocks=6, block_size=4)
-    sch = Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, max_model_len=200), bm)
+    sch = Scheduler(TorchConfig(max_num_seqs=8, max_num_batched_tokens=64, max_model_len=200), bm)
     a, b = Sequence(make_request("a", [1] * 12)), Sequence(make_request("b", [2] * 12))
     sch.add(a)
     sch.add(b)
@@ -183,7 +184,7 @@ def test_preemption_frees_the_newest_and_requeues_it_first():
 
 def test_request_too_big_for_the_pool_fails_alone():
     bm = BlockManager(num_blocks=4, block_size=4)
-    sch = Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, max_model_len=200), bm)
+    sch = Scheduler(TorchConfig(max_num_seqs=8, max_num_batched_tokens=64, max_model_len=200), bm)
     sch.add(Sequence(make_request("big", [1] * 30)))
     sch.add(Sequence(make_request("ok", [1] * 5)))
     step = sch.schedule()
@@ -274,7 +275,7 @@ def test_unsupported_architecture_is_one_clear_error(tmp_path):
     from engine.torch.backend import TorchBackend
 
     with pytest.raises(EngineError, match="supports llama"):
-        TorchBackend(ModelSpec("x", "hf_dir", str(tmp_path)), device="cpu")
+        TorchBackend(ModelSpec("x", "hf_dir", str(tmp_path)), TorchConfig(device="cpu"))
 
 
 def test_paged_decode_attention_matches_dense_attention():

@@ -14,6 +14,7 @@ import torch
 
 from engine import Engine, SamplingParams
 from engine.torch.backend import TorchBackend
+from engine.torch.config import TorchConfig
 from engine.torch.llama import ModelConfig
 from engine.torch.roofline import measure_bandwidth_gbps
 
@@ -88,7 +89,7 @@ def main() -> None:
     if not args.skip_hf:
         out.update(hf_baselines(cfg_dict, args.requests, prompt, new))
     cfg = ModelConfig.from_hf(cfg_dict)
-    backend = TorchBackend.from_config(cfg, device="cuda", max_model_len=2048, max_num_seqs=256)
+    backend = TorchBackend.from_config(cfg, TorchConfig(device="cuda", max_model_len=2048, max_num_seqs=256, speculation="off"))
     engine = Engine(backend, None, "torch")
     weight_bytes = backend.meter.weight_bytes
     out["weight_gb"] = weight_bytes / 1e9
