@@ -34,6 +34,7 @@ class TorchConfig:
     spec_options: dict[str, Any] = field(default_factory=dict)  # SPEC_OPTIONS, for set_speculation()
 
     def __post_init__(self) -> None:
+        self.spec_options = dict(self.spec_options or {})
         check_speculation(self.speculation, self.draft)
         if self.dtype != "auto" and self.dtype not in DTYPES:
             raise EngineError(f"unknown dtype {self.dtype!r}: choose one of auto, {', '.join(DTYPES)}")

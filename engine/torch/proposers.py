@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-
 from engine.torch.scheduler import ScheduledSeq
 from engine.torch.sequence import Sequence
 from engine.types import Request, RequestMetrics, SamplingParams

@@ -192,6 +192,19 @@ def test_request_too_big_for_the_pool_fails_alone():
     assert [sid for sid, _ in sch.errors] == ["big"] and "KV cache" in sch.errors[0][1]
 
 
+# ---- config ----
+
+def test_torch_config_takes_the_load_options_and_resolves_per_device():
+    with pytest.raises(EngineError, match="no option kv_cache_size"):
+        TorchConfig.from_options(device="cpu", kv_cache_size=1)
+    with pytest.raises(EngineError, match="unknown spec_options"):
+        TorchConfig(spec_options={"k": 3})
+    cpu = TorchConfig.from_options(n_ctx=512, max_num_seqs=None).resolve(False, 2048)
+    assert (cpu.max_model_len, cpu.max_num_seqs, cpu.max_num_batched_tokens) == (512, 64, 1024)
+    gpu = TorchConfig(max_model_len=4096, max_num_batched_tokens=16).resolve(True, 2048)
+    assert (gpu.max_model_len, gpu.max_num_seqs, gpu.max_num_batched_tokens) == (2048, 256, 256)
+
+
 # ---- the backend end to end on the tiny model ----
 
 def test_greedy_matches_transformers_alone_and_batched(tiny_dir, hf_greedy):
