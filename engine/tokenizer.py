@@ -22,7 +22,7 @@ def load_tokenizer(name: str) -> Any:
         if spec.kind == "gguf":
             # the HF folder the torch backend converts once and caches holds the tokenizer; reading
             # it from the GGUF each time takes half a minute
-            from engine.weights import model_dir
+            from engine.torch.weights import model_dir
 
             return AutoTokenizer.from_pretrained(str(model_dir(spec)))
         if spec.kind == "hub" and os.environ.get("HF_HUB_OFFLINE") == "1":

@@ -1,7 +1,5 @@
 """Plain data that crosses the engine's boundary: sampling parameters, requests, events, results.
-
-Everything here is importable without torch or llama.cpp, so clients stay cheap to start.
-"""
+Everything here is importable without torch or llama.cpp, so clients stay cheap to start."""
 from __future__ import annotations
 
 import json
@@ -11,6 +9,10 @@ from typing import Any, Union
 
 ChatMessage = dict[str, Any]
 Prompt = Union[str, list[ChatMessage]]
+
+# the names Engine.load takes (and the CLI offers); "auto" first, as the default
+BACKENDS = ("auto", "torch", "llamacpp", "openai")
+SPECULATION_MODES = ("auto", "off", "ngram", "draft", "self")
 
 
 def flatten_content(content: Any) -> str:
@@ -112,7 +114,7 @@ class RequestMetrics:
     spec_draft_tokens: int = 0
     spec_accepted_tokens: int = 0
     spec_verify_steps: int = 0
-    # torch engine: blocks hit, first miss and what broke the match (engine.prefix_inspector)
+    # torch engine: blocks hit, first miss and what broke the match (engine.torch.prefix_inspector)
     prefix_report: dict[str, Any] | None = None
 
     @property

@@ -7,7 +7,7 @@ from typing import Any
 from rich.markup import escape
 from textual.widgets import Static
 
-from engine.prefix_inspector import describe
+from engine.torch.prefix_inspector import describe
 
 MAX_ROWS = 8
 BAR_WIDTH = 40

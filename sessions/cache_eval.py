@@ -8,8 +8,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.cache_guards import prompt_features, refusal
-from engine.semantic_cache import CacheScope, SemanticCache, SemanticCacheConfig
+from engine.cache.guards import prompt_features, refusal
+from engine.cache.semantic_cache import CacheScope, SemanticCache, SemanticCacheConfig
 from sessions.errors import SessionsError
 
 SWEEP = (0.80, 0.82, 0.84, 0.86, 0.88, 0.90, 0.92, 0.94)

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from engine.semantic_cache import AuditRecord, CacheEntry, LookupRecord
+from engine.cache.semantic_cache import AuditRecord, CacheEntry, LookupRecord
 from sessions.recorder import insert_many
 from sessions.schema import MIGRATIONS
 from sessions.store import Store

@@ -245,7 +245,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         7,
         "prefix-cache report per request: blocks hit, first miss and what broke the match",
         """
-        ALTER TABLE requests ADD COLUMN prefix_report JSON;  -- engine.prefix_inspector (torch engine)
+        ALTER TABLE requests ADD COLUMN prefix_report JSON;  -- engine.torch.prefix_inspector (torch engine)
         """,
     ),
 ]

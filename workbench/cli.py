@@ -32,6 +32,8 @@ class CliError(Exception):
 
 
 def _common_options(for_subcommand: bool) -> argparse.ArgumentParser:
+    from engine.types import BACKENDS
+
     # Global options are accepted before or after the subcommand; SUPPRESS keeps a
     # subcommand's unset option from overwriting the value given before it.
     d = argparse.SUPPRESS if for_subcommand else None
@@ -39,7 +41,7 @@ def _common_options(for_subcommand: bool) -> argparse.ArgumentParser:
     g = p.add_argument_group("global options")
     g.add_argument("--db", metavar="PATH", default=d, help="DuckDB file (default: $WORKBENCH_DB, else the user data dir)")
     g.add_argument("--model", metavar="NAME_OR_PATH", default=d, help="smollm2-135m (embedded), a GGUF file, an HF folder or hub id")
-    g.add_argument("--backend", metavar="NAME", default=d, choices=["auto", "torch", "llamacpp", "openai"], help="auto, torch, llamacpp or openai")
+    g.add_argument("--backend", metavar="NAME", default=d, choices=BACKENDS, help=", ".join(BACKENDS))
     g.add_argument("--config", metavar="FILE", default=d, help="TOML config file (default: ./workbench.toml, then the user config dir)")
     return p
 

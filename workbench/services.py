@@ -72,8 +72,8 @@ class Turn:
     text: str
     messages: list[dict[str, Any]]  # what the engine got: trimmed when the budget policy is live
     handle: Any = None  # engine RequestHandle; None when the cache answered
-    hit: Any = None  # engine.semantic_cache.Hit (served, or audited when hit.audit)
-    scope: Any = None  # engine.semantic_cache.CacheScope; None: not cacheable (sampled) or no cache
+    hit: Any = None  # engine.cache.semantic_cache.Hit (served, or audited when hit.audit)
+    scope: Any = None  # engine.cache.semantic_cache.CacheScope; None: not cacheable (sampled) or no cache
 
     @property
     def cached(self) -> bool:
@@ -93,7 +93,7 @@ class ChatService:
         self.session_id: str | None = None
         self.history: list[dict[str, str]] = []
         self.active = None  # RequestHandle of the reply streaming now
-        self.cache = None  # engine.semantic_cache.SemanticCache over the store, when enabled
+        self.cache = None  # engine.cache.semantic_cache.SemanticCache over the store, when enabled
         self._lock = threading.Lock()
         self._completing = threading.Lock()  # held while a finished reply goes into the cache
 
@@ -106,7 +106,7 @@ class ChatService:
         self.recorder = Recorder(self.store)
         c = self.config.get("semantic_cache") or {}
         if c.get("enabled"):
-            from engine.semantic_cache import SemanticCache, SemanticCacheConfig
+            from engine.cache.semantic_cache import SemanticCache, SemanticCacheConfig
             from sessions.cache_store import CacheStore
 
             # entries load from DuckDB now; the embedding model loads on the first cacheable turn

@@ -6,9 +6,7 @@ from typing import Any
 
 from engine.backends.base import Backend, SeqOutput
 from engine.model_source import ModelSpec
-from engine.types import EngineError
-
-BACKENDS = ("auto", "torch", "llamacpp", "openai")
+from engine.types import BACKENDS, EngineError
 
 
 def pick_backend(spec: ModelSpec, backend: str) -> str:
@@ -29,11 +27,12 @@ def create_backend(spec: ModelSpec | None, backend: str, **options: Any) -> Back
         return LlamaCppBackend(spec, **options)
     if backend == "torch":
         try:
-            from engine.backends.torch_backend import TorchBackend
+            from engine.torch.backend import TorchBackend
+            from engine.torch.config import TorchConfig
         except ImportError as e:  # pragma: no cover - depends on the install
             raise EngineError(f"the torch backend is not available: {e}") from e
         assert spec is not None
-        return TorchBackend(spec, **options)
+        return TorchBackend(spec, TorchConfig.from_options(**options))
     if backend == "openai":
         try:
             from engine.backends.openai_backend import OpenAIBackend
@@ -43,4 +42,4 @@ def create_backend(spec: ModelSpec | None, backend: str, **options: Any) -> Back
     raise EngineError(f"unknown backend {backend!r}")
 
 
-__all__ = ["Backend", "SeqOutput", "create_backend", "pick_backend", "BACKENDS"]
+__all__ = ["Backend", "SeqOutput", "create_backend", "pick_backend"]

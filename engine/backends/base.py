@@ -1,4 +1,5 @@
-"""What the engine thread needs from a backend: prompt rendering, one scheduling step, stats."""
+"""What the engine thread needs from a backend: prompt rendering, one scheduling step, stats,
+and what a step hands back (SeqOutput: the tokens each request produced)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

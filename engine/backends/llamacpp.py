@@ -25,11 +25,6 @@ class LlamaCppBackend(Backend):
         speculation: str = "auto",
         **_: Any,
     ):
-        # llama.cpp's OpenMP workers spin at barriers by default; when the cores are shared
-        # (another process, a busy UI thread) a descheduled spinner stretched a 40-token
-        # prefill from 0.5 s to 8 s here. Passive waits cost little and never do that.
-        # Must be set before llama_cpp loads libgomp; a user's own setting wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             from llama_cpp import Llama
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -55,7 +50,6 @@ class LlamaCppBackend(Backend):
         self._queue: deque[Request] = deque()
         self._current: Request | None = None
         self._gen = None
-        self._produced = 0
         self._prefix_hits = 0
         self._prompt_tokens_seen = 0
         # prompt lookup lost here (an A/B measured on demand and cached; never measured at load)
@@ -140,7 +134,6 @@ class LlamaCppBackend(Backend):
             reset=True,
         )
         self._current = req
-        self._produced = 0
 
     def _common_prefix(self, ids: list[int]) -> int:
         n = self.llm.n_tokens
@@ -173,7 +166,6 @@ class LlamaCppBackend(Backend):
             self.free_request(req.request_id)
             return [SeqOutput(req.request_id, [], time.perf_counter_ns(), error=str(e).splitlines()[0])], None
         t1 = time.perf_counter_ns()
-        self._produced += 1
         event = StepEvent(
             step=0, t_start_ns=t0, t_end_ns=t1, batch_size=1,
             prefill_tokens=prefill, decode_tokens=0 if prefill else 1,

@@ -13,14 +13,9 @@ A_B_PROMPT = ("Add a docstring.\n\n```python\ndef find(items, key):\n    for i i
 
 
 def cache_file(model_path: str) -> Path:
-    from engine.weights import CACHE_ENV, gguf_key
+    from engine.model_source import cache_dir, gguf_key
 
-    base = os.environ.get(CACHE_ENV)
-    if not base:
-        from platformdirs import user_cache_dir
-
-        base = user_cache_dir("inference-workbench")
-    return Path(base) / "speculation" / f"llamacpp-prompt-lookup-{gguf_key(Path(model_path))}.json"
+    return cache_dir("speculation") / f"llamacpp-prompt-lookup-{gguf_key(Path(model_path))}.json"
 
 
 def cached_measurement(model_path: str) -> dict[str, Any] | None:
@@ -46,7 +41,6 @@ def decide(model_path: str) -> tuple[str, str]:
 
 def measure_prompt_lookup(model: str | None, max_tokens: int = 128, n_ctx: int = 2048) -> dict[str, Any]:
     """Plain vs prompt-lookup greedy decoding of the same code-edit prompt; writes the cache file."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from llama_cpp import Llama
     from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine import cpu_kernels  # noqa: E402
-from engine.attention import decode_attention_ref  # noqa: E402
+from engine.torch import cpu_kernels  # noqa: E402
+from engine.torch.attention import decode_attention_ref  # noqa: E402
 
 F = torch.nn.functional
 
@@ -79,8 +79,8 @@ def test_disabled_kernel_says_why(monkeypatch):
 def test_weights_prepacked_for_a_row_count_give_the_same_logits():
     """The verify-step GEMMs on prepacked weights compute what the plain GEMMs compute (to float
     rounding: the BLAS may pick another micro-kernel), and only for that row count."""
-    from engine.attention import AttentionMetadata, PrefillChunk
-    from engine.llama import LlamaForCausalLM, ModelConfig
+    from engine.torch.attention import AttentionMetadata, PrefillChunk
+    from engine.torch.llama import LlamaForCausalLM, ModelConfig
 
     cfg = ModelConfig("llama", 300, 64, 128, 2, 4, 2, 16, 1e-5, 10000.0, 256, False)
     model = LlamaForCausalLM(cfg, 256).eval()

@@ -2,10 +2,11 @@
 first miss, and the cause (a differing token early or late, an evicted block, a new prefix)."""
 from __future__ import annotations
 
-from engine.block_manager import BlockManager
-from engine.prefix_inspector import PrefixInspector, common_prefix, describe
-from engine.scheduler import Scheduler, SchedulerConfig
-from engine.sequence import Sequence
+from engine.torch.block_manager import BlockManager
+from engine.torch.config import TorchConfig
+from engine.torch.prefix_inspector import PrefixInspector, common_prefix, describe
+from engine.torch.scheduler import Scheduler
+from engine.torch.sequence import Sequence
 from engine.types import Request, RequestMetrics, SamplingParams
 
 BS = 4
@@ -28,7 +29,7 @@ def run_prompt(sch: Scheduler, rid: str, tokens: list[int]) -> dict:
 
 
 def scheduler(num_blocks: int = 64) -> Scheduler:
-    return Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=512, max_model_len=512),
+    return Scheduler(TorchConfig(max_num_seqs=8, max_num_batched_tokens=512, max_model_len=512),
                      BlockManager(num_blocks, BS))
 
 

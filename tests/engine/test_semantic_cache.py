@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.cache_guards import prompt_features, refusal
-from engine.semantic_cache import CacheScope, SemanticCache, SemanticCacheConfig, VectorIndex, split_prompt
+from engine.cache.guards import prompt_features, refusal
+from engine.cache.semantic_cache import CacheScope, SemanticCache, SemanticCacheConfig, VectorIndex, split_prompt
 from engine.types import SamplingParams
 
 GREEDY = SamplingParams(max_tokens=64, temperature=0.0)

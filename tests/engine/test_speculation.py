@@ -10,10 +10,11 @@ transformers = pytest.importorskip("transformers")
 
 from engine import Engine, EngineError, SamplingParams, StepEvent  # noqa: E402
 from engine.model_source import ModelSpec  # noqa: E402
-from engine.proposers import NgramProposer  # noqa: E402
-from engine.sequence import Sequence  # noqa: E402
-from engine.spec_policy import SpecPolicy, expected_accepted  # noqa: E402
-from engine.speculation import SpecStats, verify_greedy, verify_sampling  # noqa: E402
+from engine.torch.config import TorchConfig  # noqa: E402
+from engine.torch.proposers import NgramProposer  # noqa: E402
+from engine.torch.sequence import Sequence  # noqa: E402
+from engine.torch.spec_policy import SpecPolicy, expected_accepted  # noqa: E402
+from engine.torch.speculation import SpecStats, verify_greedy, verify_sampling  # noqa: E402
 from engine.types import Request, RequestMetrics  # noqa: E402
 
 VOCAB = 300
@@ -49,10 +50,10 @@ def draft_dir(tmp_path_factory):
 
 
 def backend(path, **options):
-    from engine.backends.torch_backend import TorchBackend
+    from engine.torch.backend import TorchBackend
 
     options.setdefault("measure_bandwidth", False)
-    return TorchBackend(ModelSpec("tiny", "hf_dir", str(path)), device="cpu", **options)
+    return TorchBackend(ModelSpec("tiny", "hf_dir", str(path)), TorchConfig(device="cpu", **options))
 
 
 def prompts(n: int, seed: int = 1) -> list[list[int]]:

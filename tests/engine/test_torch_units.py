@@ -10,10 +10,11 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from engine import Engine, EngineError, SamplingParams  # noqa: E402
-from engine.block_manager import BlockManager  # noqa: E402
 from engine.model_source import ModelSpec  # noqa: E402
-from engine.scheduler import Scheduler, SchedulerConfig  # noqa: E402
-from engine.sequence import Sequence  # noqa: E402
+from engine.torch.block_manager import BlockManager  # noqa: E402
+from engine.torch.config import TorchConfig  # noqa: E402
+from engine.torch.scheduler import Scheduler  # noqa: E402
+from engine.torch.sequence import Sequence  # noqa: E402
 from engine.types import Request, RequestMetrics  # noqa: E402
 
 VOCAB = 300
@@ -54,10 +55,10 @@ def load(tiny_dir, **options) -> Engine:
 
 
 def _backend(tiny_dir, **options):
-    from engine.backends.torch_backend import TorchBackend
+    from engine.torch.backend import TorchBackend
 
     options.setdefault("measure_bandwidth", False)
-    return TorchBackend(ModelSpec("tiny", "hf_dir", str(tiny_dir)), device="cpu", **options)
+    return TorchBackend(ModelSpec("tiny", "hf_dir", str(tiny_dir)), TorchConfig(device="cpu", **options))
 
 
 def prompts(n: int, seed: int = 1) -> list[list[int]]:
@@ -142,7 +143,7 @@ def test_prefix_match_never_covers_the_last_token():
 
 def test_chunked_prefill_keeps_decodes_going_and_respects_the_budget():
     bm = BlockManager(num_blocks=64, block_size=4)
-    sch = Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=16, max_model_len=200), bm)
+    sch = Scheduler(TorchConfig(max_num_seqs=8, max_num_batched_tokens=16, max_model_len=200), bm)
     short = Sequence(make_request("short", [5] * 6))
     sch.add(short)
     step = sch.schedule()
@@ -167,7 +168,7 @@ def test_chunked_prefill_keeps_decodes_going_and_respects_the_budget():
 
 def test_preemption_frees_the_newest_and_requeues_it_first():
     bm = BlockManager(num_blocks=6, block_size=4)
-    sch = Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, max_model_len=200), bm)
+    sch = Scheduler(TorchConfig(max_num_seqs=8, max_num_batched_tokens=64, max_model_len=200), bm)
     a, b = Sequence(make_request("a", [1] * 12)), Sequence(make_request("b", [2] * 12))
     sch.add(a)
     sch.add(b)
@@ -183,12 +184,25 @@ def test_preemption_frees_the_newest_and_requeues_it_first():
 
 def test_request_too_big_for_the_pool_fails_alone():
     bm = BlockManager(num_blocks=4, block_size=4)
-    sch = Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, max_model_len=200), bm)
+    sch = Scheduler(TorchConfig(max_num_seqs=8, max_num_batched_tokens=64, max_model_len=200), bm)
     sch.add(Sequence(make_request("big", [1] * 30)))
     sch.add(Sequence(make_request("ok", [1] * 5)))
     step = sch.schedule()
     assert [s.seq.seq_id for s in step] == ["ok"]
     assert [sid for sid, _ in sch.errors] == ["big"] and "KV cache" in sch.errors[0][1]
+
+
+# ---- config ----
+
+def test_torch_config_takes_the_load_options_and_resolves_per_device():
+    with pytest.raises(EngineError, match="no option kv_cache_size"):
+        TorchConfig.from_options(device="cpu", kv_cache_size=1)
+    with pytest.raises(EngineError, match="unknown spec_options"):
+        TorchConfig(spec_options={"k": 3})
+    cpu = TorchConfig.from_options(n_ctx=512, max_num_seqs=None).resolve(False, 2048)
+    assert (cpu.max_model_len, cpu.max_num_seqs, cpu.max_num_batched_tokens) == (512, 64, 1024)
+    gpu = TorchConfig(max_model_len=4096, max_num_batched_tokens=16).resolve(True, 2048)
+    assert (gpu.max_model_len, gpu.max_num_seqs, gpu.max_num_batched_tokens) == (2048, 256, 256)
 
 
 # ---- the backend end to end on the tiny model ----
@@ -271,17 +285,17 @@ def test_tokenizer_and_step_events(tiny_dir):
 
 def test_unsupported_architecture_is_one_clear_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": 10}))
-    from engine.backends.torch_backend import TorchBackend
+    from engine.torch.backend import TorchBackend
 
     with pytest.raises(EngineError, match="supports llama"):
-        TorchBackend(ModelSpec("x", "hf_dir", str(tmp_path)), device="cpu")
+        TorchBackend(ModelSpec("x", "hf_dir", str(tmp_path)), TorchConfig(device="cpu"))
 
 
 def test_paged_decode_attention_matches_dense_attention():
     """The torch reference (also what CUDA graphs run) against attention over a dense copy."""
     import torch.nn.functional as F
 
-    from engine.attention import decode_attention_ref, store_kv
+    from engine.torch.attention import decode_attention_ref, store_kv
 
     g = torch.Generator().manual_seed(0)
     kvh, heads, d, bs, nb = 2, 6, 16, 4, 32
@@ -339,7 +353,7 @@ def test_other_llama_family_models_match_transformers(arch, tmp_path):
 def test_decode_groups_match_the_reference_view_and_gather():
     """The per-step groups the CPU path uses (a view of consecutive blocks; a gather with a
     precomputed mask) give what the batched-gather reference gives."""
-    from engine.attention import DecodeGroup, decode_attention_group, decode_attention_ref, store_kv
+    from engine.torch.attention import DecodeGroup, decode_attention_group, decode_attention_ref, store_kv
 
     g = torch.Generator().manual_seed(1)
     kvh, heads, d, bs, nb = 2, 6, 16, 4, 32
@@ -362,7 +376,7 @@ def test_decode_groups_match_the_reference_view_and_gather():
 
 
 def test_runner_groups_use_a_view_only_for_consecutive_blocks(tiny_dir):
-    from engine.scheduler import ScheduledSeq
+    from engine.torch.scheduler import ScheduledSeq
 
     with load(tiny_dir, block_size=4) as eng:
         runner = eng.backend.runner

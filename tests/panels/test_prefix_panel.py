@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from textual.app import App, ComposeResult
 
-from engine.prefix_inspector import PrefixInspector
+from engine.torch.prefix_inspector import PrefixInspector
 from panels.prefix_panel import PrefixPanel, block_bar
 
 

@@ -34,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from engine.embeddings import load_embedder
-    from engine.semantic_cache import CacheScope, SemanticCache, SemanticCacheConfig, VectorIndex
+    from engine.cache.semantic_cache import CacheScope, SemanticCache, SemanticCacheConfig, VectorIndex
     from sessions.cache_eval import builtin_pairs_path, load_pairs
 
     if args.lead_dims:
@@ -89,7 +89,7 @@ def main() -> None:
     cache = SemanticCache(SemanticCacheConfig(threshold=args.threshold, max_entries=args.entries + 1), embedder=emb)
     scope = CacheScope("bench", "none", "none", "none", "greedy")
     cache._indexes[scope.key] = index
-    from engine.semantic_cache import CacheEntry
+    from engine.cache.semantic_cache import CacheEntry
 
     for k in range(len(rows)):
         cache._entries[f"e{k}"] = CacheEntry(f"e{k}", scope.key, "bench", texts[i[k]], "a", None, time.time(), time.time())

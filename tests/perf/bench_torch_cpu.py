@@ -17,7 +17,7 @@ import torch
 
 from engine import Engine, SamplingParams
 from engine.model_source import ModelSpec, embedded_model_path
-from engine.weights import model_dir
+from engine.torch.weights import model_dir
 
 
 def hf_model():

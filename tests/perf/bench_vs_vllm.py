@@ -103,7 +103,7 @@ def hf_folder(base: Path) -> Path:
     conversion (transformers gguf_file=, dequantized to fp32, cached), with the architecture named."""
     sys.path.insert(0, str(ROOT))
     from engine.model_source import resolve_model
-    from engine.weights import model_dir
+    from engine.torch.weights import model_dir
 
     src = model_dir(resolve_model("smollm2-135m"))
     out = base / "smollm2-135m-hf"

@@ -13,9 +13,10 @@ import time
 import torch
 
 from engine import Engine, SamplingParams
-from engine.backends.torch_backend import TorchBackend
-from engine.llama import ModelConfig
-from engine.roofline import measure_bandwidth_gbps
+from engine.torch.backend import TorchBackend
+from engine.torch.config import TorchConfig
+from engine.torch.llama import ModelConfig
+from engine.torch.roofline import measure_bandwidth_gbps
 
 LLAMA3_8B = dict(model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                  num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-5, rope_theta=500000.0,
@@ -88,7 +89,7 @@ def main() -> None:
     if not args.skip_hf:
         out.update(hf_baselines(cfg_dict, args.requests, prompt, new))
     cfg = ModelConfig.from_hf(cfg_dict)
-    backend = TorchBackend.from_config(cfg, device="cuda", max_model_len=2048, max_num_seqs=256)
+    backend = TorchBackend.from_config(cfg, TorchConfig(device="cuda", max_model_len=2048, max_num_seqs=256, speculation="off"))
     engine = Engine(backend, None, "torch")
     weight_bytes = backend.meter.weight_bytes
     out["weight_gb"] = weight_bytes / 1e9

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.semantic_cache import SemanticCache, SemanticCacheConfig
+from engine.cache.semantic_cache import SemanticCache, SemanticCacheConfig
 from engine.types import SamplingParams
 from sessions.cache_store import CacheStore
 from sessions.store import Store
@@ -88,7 +88,7 @@ def test_audits_and_refusals_are_recorded(tmp_path, embedder):
 
 
 def test_bulk_put_and_load_round_trip_vectors(tmp_path):
-    from engine.semantic_cache import CacheEntry
+    from engine.cache.semantic_cache import CacheEntry
 
     store = Store(tmp_path / "wb.duckdb")
     cs = CacheStore(store)

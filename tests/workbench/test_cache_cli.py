@@ -50,7 +50,7 @@ def test_cache_eval_bad_file_is_one_line(tmp_path):
 
 
 def test_cache_stats_and_clear_on_a_database(tmp_path):
-    from engine.semantic_cache import CacheEntry
+    from engine.cache.semantic_cache import CacheEntry
     from sessions.cache_store import CacheStore
     from sessions.store import Store
     import numpy as np

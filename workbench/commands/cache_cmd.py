@@ -28,7 +28,7 @@ def register(sub, common) -> None:
 
 
 def _cache_config(args: argparse.Namespace):
-    from engine.semantic_cache import SemanticCacheConfig
+    from engine.cache.semantic_cache import SemanticCacheConfig
     from workbench.context import config_for
 
     cfg = SemanticCacheConfig.from_dict(config_for(args)["semantic_cache"])

@@ -66,7 +66,7 @@ def _print_session(session: dict) -> None:
         )
         reports = [(r["id"], r["prefix_report"]) for r in session["requests"] if r.get("prefix_report")]
         if reports:
-            from engine.prefix_inspector import describe
+            from engine.torch.prefix_inspector import describe
 
             print()
             for rid, rep in reports:

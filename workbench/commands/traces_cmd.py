@@ -10,6 +10,8 @@ PROGRESS_MIN_BYTES = 8 * 1024 * 1024  # files smaller than this import before a 
 
 
 def register(sub, common) -> None:
+    from engine.types import SPECULATION_MODES
+
     from_formats = "otlp, langfuse, swe-agent, tau-bench, langsmith, openhands, anthropic, openai"
     p = sub.add_parser("import", parents=[common], help="import agent trace files or directories (format auto-detected)")
     p.add_argument("files", nargs="+", metavar="FILE_OR_DIR", help="trace files, or directories to search for them (recursively)")
@@ -41,7 +43,7 @@ def register(sub, common) -> None:
 
     p = sub.add_parser("replay", parents=[common], help="re-run a trace's LLM calls on the engine and compare TTFT/e2e")
     p.add_argument("trace", help="trace id (a unique prefix is enough)")
-    p.add_argument("--speculation", default="auto", choices=["auto", "off", "ngram", "draft", "self"])
+    p.add_argument("--speculation", default="auto", choices=SPECULATION_MODES)
     p.add_argument("--max-tokens", type=int, default=None, metavar="N",
                    help="output tokens per call (default: the original call's, else 128)")
     p.add_argument("--json", action="store_true")

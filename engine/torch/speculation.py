@@ -1,21 +1,18 @@
 """Speculative decoding in the torch engine: the verifier (greedy longest-prefix match, or rejection
-sampling that keeps the target distribution), engine-wide acceptance figures, and the per-step
-orchestration (plan -> schedule -> draft -> verify inside the continuous batch -> roll back)."""
+sampling that keeps the target distribution), acceptance figures, and the step's plan -> draft -> verify."""
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from engine.scheduler import ScheduledSeq
-from engine.sequence import Sequence
-from engine.spec_policy import SpecPolicy
-from engine.types import SamplingParams
-
-MODES = ("off", "auto", "ngram", "draft", "self")
+from engine.torch import sampler
+from engine.torch.model_runner import ModelRunner, RunResult
+from engine.torch.scheduler import ScheduledSeq
+from engine.torch.sequence import Sequence
+from engine.torch.spec_policy import SpecPolicy
 
 
 # ---- the verifier ----
@@ -27,20 +24,6 @@ def verify_greedy(draft: list[int], target: list[int]) -> tuple[int, list[int]]:
     while a < len(draft) and draft[a] == target[a]:
         a += 1
     return a, draft[:a] + [target[a]]
-
-
-def target_probs(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
-    """Row-wise sampling distribution: the same temperature / top-k / top-p as plain sampling."""
-    x = logits.float() / p.temperature
-    if p.top_k and p.top_k < x.shape[-1]:
-        kth = torch.topk(x, p.top_k, dim=-1).values[:, -1:]
-        x = x.masked_fill(x < kth, float("-inf"))
-    if p.top_p < 1.0:
-        sorted_x, idx = torch.sort(x, descending=True, dim=-1)
-        probs = torch.softmax(sorted_x, dim=-1)
-        drop = probs.cumsum(-1) - probs > p.top_p
-        x = x.scatter(-1, idx, sorted_x.masked_fill(drop, float("-inf")))
-    return torch.softmax(x, dim=-1)
 
 
 def verify_sampling(draft: list[int], probs: torch.Tensor, gen: torch.Generator,
@@ -114,14 +97,6 @@ class SpecStats:
 
 # ---- orchestration ----
 
-@dataclass(slots=True)
-class SpecStepResult:
-    tokens: dict[str, list[int]]  # seq_id -> tokens to append (one for plain rows)
-    draft_tokens: int
-    accepted_tokens: int
-    draft_ns: int
-
-
 class Speculator:
     """Owns a proposer and the policy. The backend calls plan() before scheduling and, when the
     scheduled batch holds drafts, run() instead of the runner's plain run()."""
@@ -169,43 +144,60 @@ class Speculator:
     def speculating(batch: list[ScheduledSeq]) -> list[Sequence]:
         return [s.seq for s in batch if s.seq.num_draft > 0 and s.num_tokens == 1 + s.seq.num_draft]
 
-    def run(self, runner, batch: list[ScheduledSeq], spec: list[Sequence]) -> SpecStepResult:
+    def run(self, runner: ModelRunner, batch: list[ScheduledSeq], spec: list[Sequence]) -> RunResult:
+        """Draft (model drafters), then one forward pass that verifies every sequence's drafts and
+        samples the plain rows. The tokens returned are what postprocess appends: for a verified
+        sequence, its accepted drafts and the target's own next token."""
+        res = RunResult.of(batch)
+        # verify rows ran as chunks: count them as decode work, not prefill
+        res.draft_tokens = sum(s.num_draft for s in spec)
+        res.prefill_tokens -= res.draft_tokens + len(spec)
+        res.decode_tokens += len(spec)
         t0 = time.perf_counter_ns()
         if self.proposer.needs_forward:
             self.proposer.draft(spec)
-        draft_ns = time.perf_counter_ns() - t0
-        for seq in spec:
-            assert len(seq.draft_token_ids) == seq.num_draft
-            seq.token_ids.extend(seq.draft_token_ids)
+            res.draft_passes = max(s.num_draft for s in spec)  # one pass per draft token
+        res.draft_ns = time.perf_counter_ns() - t0
+        assert all(len(s.draft_token_ids) == s.num_draft for s in spec)
         seqs, counts, logits = runner.run_verify(batch, {s.seq_id: 1 + s.num_draft for s in spec})
-        out: dict[str, list[int]] = {}
-        drafted = accepted = 0
-        row = 0
         greedy_rows = logits.argmax(dim=-1).tolist() if logits is not None else []
+        row = 0
         for seq, c in zip(seqs, counts):
             rows = slice(row, row + c)
             row += c
             if c == 1:
-                out[seq.seq_id] = [greedy_rows[rows.start] if seq.params.greedy else
-                                   _sample_one(logits[rows.start], seq, runner.device)]
-                continue
-            draft = seq.draft_token_ids
-            if seq.params.greedy:
-                a, toks = verify_greedy(draft, greedy_rows[rows])
+                res.tokens[seq.seq_id] = [greedy_rows[rows.start] if seq.params.greedy else
+                                          int(sampler.sample_row(logits[rows.start], seq))]
             else:
-                probs = target_probs(logits[rows], seq.params)
-                a, toks = verify_sampling(draft, probs, _generator(seq, runner.device))
-            out[seq.seq_id] = toks
-            drafted += len(draft)
-            accepted += a
-            self.stats.add(len(draft), a)
-            self.policy.observe_acceptance(seq.seq_id, len(draft), a)
-            m = seq.request.metrics
-            m.spec_draft_tokens += len(draft)
-            m.spec_accepted_tokens += a
-            m.spec_verify_steps += 1
-        # token_ids still hold every draft: the scheduler's postprocess cuts the rejected ones
-        return SpecStepResult(out, drafted, accepted, draft_ns)
+                res.tokens[seq.seq_id] = self._verify(seq, logits[rows], greedy_rows[rows])
+                res.accepted_tokens += len(res.tokens[seq.seq_id]) - 1
+        return res
+
+    def _verify(self, seq: Sequence, logits: torch.Tensor, greedy: list[int]) -> list[int]:
+        """seq's accepted drafts and the next token, from the target's rows at its last token and
+        after each draft; the figures learn from it."""
+        draft = seq.draft_token_ids
+        if seq.params.greedy:
+            a, toks = verify_greedy(draft, greedy)
+        else:
+            a, toks = verify_sampling(draft, sampler.probs(logits, seq.params), sampler.generator(seq, logits.device))
+        self.stats.add(len(draft), a)
+        self.policy.observe_acceptance(seq.seq_id, len(draft), a)
+        m = seq.request.metrics
+        m.spec_draft_tokens += len(draft)
+        m.spec_accepted_tokens += a
+        m.spec_verify_steps += 1
+        return toks
+
+    def observe(self, batch_size: int, res: RunResult, run_ns: int, plan_ns: int) -> None:
+        """A decode-only step teaches the policy what a forward pass over its rows costs."""
+        if not res.prefill_tokens:
+            self.policy.observe_step(batch_size, (run_ns - res.draft_ns) / 1e9, res.draft_tokens,
+                                     (plan_ns + res.draft_ns) / 1e9, res.draft_passes)
+
+    @property
+    def note(self) -> str:
+        return f"spec {self.policy.decision}: {self.policy.reason}"
 
     def forget(self, seq_id: str) -> None:
         self.proposer.forget(seq_id)
@@ -214,16 +206,3 @@ class Speculator:
     def stats_dict(self) -> dict[str, Any]:
         return {"speculation_mode": self.mode, "spec_proposer": self.proposer.kind,
                 **self.policy.to_dict(), **self.stats.to_dict()}
-
-
-def _generator(seq: Sequence, device) -> torch.Generator:
-    if seq.generator is None:
-        seq.generator = torch.Generator(device=device)
-        p = seq.params
-        seq.generator.manual_seed(p.seed if p.seed is not None else random.getrandbits(63))
-    return seq.generator
-
-
-def _sample_one(logits: torch.Tensor, seq: Sequence, device) -> int:
-    probs = target_probs(logits[None], seq.params)[0]
-    return int(torch.multinomial(probs, 1, generator=_generator(seq, device)))

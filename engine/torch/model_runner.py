@@ -1,18 +1,18 @@
-"""The model runner: owns the model and the paged KV cache, turns a scheduled batch into packed
-tensors, runs the forward pass (CUDA graphs for decode-only batches on a GPU) and samples."""
+"""The model runner: owns the model and the paged KV cache, packs a scheduled batch into tensors,
+runs the forward pass (CUDA graphs for decode-only batches on a GPU) and samples."""
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from engine.attention import AttentionMetadata, DecodeGroup, KernelRows, PrefillChunk, causal_mask
-from engine.cpu_kernels import kernel_status, paged_attention_kernel
-from engine.llama import LlamaForCausalLM, ModelConfig
-from engine.scheduler import ScheduledSeq
-from engine.sequence import Sequence
-
+from engine.torch import sampler
+from engine.torch.attention import AttentionMetadata, DecodeGroup, KernelRows, PrefillChunk, causal_mask
+from engine.torch.config import TorchConfig
+from engine.torch.cpu_kernels import kernel_status, paged_attention_kernel
+from engine.torch.llama import LlamaForCausalLM
+from engine.torch.scheduler import ScheduledSeq
+from engine.torch.sequence import Sequence
 
 # chunks this short (speculative verify rows, the last bit of a prompt) attend through the CPU
 # kernel with the decode rows; longer ones are compute-bound and go to SDPA
@@ -20,43 +20,46 @@ KERNEL_MAX_CHUNK = 16
 
 
 @dataclass(slots=True)
-class RunnerConfig:
-    block_size: int = 16
-    num_kv_blocks: int = 0  # 0: size from kv_cache_gb (CPU) or free memory (GPU)
-    kv_cache_gb: float = 2.0
-    gpu_memory_utilization: float = 0.85
-    max_num_seqs: int = 64
-    max_model_len: int = 4096
-    cuda_graphs: bool = True
+class RunResult:
+    """What one step's forward pass produced: tokens by sequence, and the figures of the step event
+    and the roofline meter."""
 
-
-@dataclass(slots=True)
-class StepInfo:
-    """Figures of the last run, for the step event and the roofline meter."""
-
+    tokens: dict[str, list[int]] = field(default_factory=dict)  # seq_id -> accepted drafts + the sampled token
     prefill_tokens: int = 0
     decode_tokens: int = 0
     context_tokens: int = 0  # tokens the decode rows attended to
     used_graph: bool = False
+    # a verify step (speculative decoding)
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    draft_ns: int = 0  # the model drafter's passes, inside the step
+    draft_passes: int = 0
+
+    @classmethod
+    def of(cls, batch: list[ScheduledSeq]) -> "RunResult":
+        """The token counts of a batch, before anything is sampled."""
+        decodes = [s for s in batch if s.num_tokens == 1]
+        return cls(prefill_tokens=sum(s.num_tokens for s in batch) - len(decodes), decode_tokens=len(decodes),
+                   context_tokens=sum(s.seq.num_computed_tokens + 1 for s in decodes))
 
 
 class ModelRunner:
-    def __init__(self, model: LlamaForCausalLM, cfg: ModelConfig, rcfg: RunnerConfig, device: torch.device, dtype):
+    def __init__(self, model: LlamaForCausalLM, config: TorchConfig):
+        assert config.max_num_seqs and config.max_model_len, "a resolved config"
         self.model = model
-        self.cfg = cfg
-        self.rcfg = rcfg
-        self.device = device
-        self.dtype = dtype
-        self.block_size = rcfg.block_size
-        self.num_kv_blocks = rcfg.num_kv_blocks or self._auto_num_blocks()
+        self.cfg = cfg = model.cfg
+        self.config = config
+        w = model.embed_tokens.weight
+        self.device, self.dtype = device, dtype = w.device, w.dtype
+        self.block_size = config.block_size
+        self.num_kv_blocks = config.num_kv_blocks or self._auto_num_blocks()
         # one extra block at the end: padded CUDA-graph rows write their keys there
         shape = (cfg.num_layers, cfg.num_kv_heads, self.num_kv_blocks + 1, self.block_size, cfg.head_dim)
         self.kv_cache = (torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
         self.trash_slot = self.num_kv_blocks * self.block_size
-        self.info = StepInfo()
         self.decode_group_tokens = 2048
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
-        self.use_graphs = device.type == "cuda" and rcfg.cuda_graphs
+        self.use_graphs = device.type == "cuda" and config.cuda_graphs
         # the C++ paged attention (CPU, fp32); None: the torch paths
         self.attn_kernel = paged_attention_kernel() if device.type == "cpu" and dtype == torch.float32 else None
         self.attention_path = (kernel_status() if device.type == "cpu" and dtype == torch.float32 else
@@ -78,11 +81,11 @@ class ModelRunner:
             # leave room for activations and for the widest decode graph, whose torch-reference
             # attention gathers one layer's keys and values for every sequence at once
             c, elt = self.cfg, torch.finfo(self.dtype).bits // 8
-            gather = self.rcfg.max_num_seqs * self.rcfg.max_model_len * c.num_kv_heads * c.head_dim * elt * 2
-            budget = total * self.rcfg.gpu_memory_utilization - used - 2 * 1024**3 - 2 * gather
+            gather = self.config.max_num_seqs * self.config.max_model_len * c.num_kv_heads * c.head_dim * elt * 2
+            budget = total * self.config.gpu_memory_utilization - used - 2 * 1024**3 - 2 * gather
         else:
-            budget = self.rcfg.kv_cache_gb * 1024**3
-        wanted = -(-self.rcfg.max_num_seqs * self.rcfg.max_model_len // self.block_size)
+            budget = self.config.kv_cache_gb * 1024**3
+        wanted = -(-self.config.max_num_seqs * self.config.max_model_len // self.block_size)
         return max(16, min(int(budget // per_block), wanted))
 
     # ---- inputs ----
@@ -93,7 +96,8 @@ class ModelRunner:
         return t
 
     def prepare(self, batch: list[ScheduledSeq]):
-        """Pack the batch: decodes first, then prefill chunks. Returns the order used."""
+        """Pack the batch: decodes first, then prefill chunks (a verify step's rows are a chunk).
+        Returns (input ids, positions, attention metadata, rows that produce a token, their seqs)."""
         bs = self.block_size
         # decodes sorted by length, so that neighbours share an attention group with little padding
         decodes = sorted((s for s in batch if s.num_tokens == 1), key=lambda s: len(s.seq.block_table))
@@ -105,16 +109,14 @@ class ModelRunner:
         for s in order:
             seq, start = s.seq, s.seq.num_computed_tokens
             end = start + s.num_tokens
-            input_ids.extend(seq.token_ids[start:end])
+            input_ids.extend(seq.tokens(start, end))
             positions.extend(range(start, end))
             bt = seq.block_table
             slots.extend(bt[p // bs] * bs + p % bs for p in range(start, end))
         meta = AttentionMetadata(slot_mapping=self._tensor(slots), num_decode=len(decodes))
         kernel = self.attn_kernel is not None
-        context = 0
         if decodes:
             lens = [s.seq.num_computed_tokens + 1 for s in decodes]
-            context = sum(lens)
             if self.use_graphs:
                 meta.decode_block_tables, meta.decode_context_lens = self._tables(decodes, lens)
             elif not kernel:
@@ -132,16 +134,7 @@ class ModelRunner:
             row += s.num_tokens
         if kernel:
             meta.kernel_rows = self._kernel_rows(order)
-        # rows whose chunk reaches the end of the sequence produce a token
-        sample_rows, sample_seqs = [], []
-        row = 0
-        for s in order:
-            row += s.num_tokens
-            if s.seq.num_computed_tokens + s.num_tokens == s.seq.num_tokens:
-                sample_rows.append(row - 1)
-                sample_seqs.append(s.seq)
-        self.info = StepInfo(row - len(decodes), len(decodes), context)
-        return self._tensor(input_ids), self._tensor(positions), meta, sample_rows, sample_seqs
+        return self._tensor(input_ids), self._tensor(positions), meta, *_sample_rows(order)
 
     def _kernel_rows(self, order: list[ScheduledSeq]) -> KernelRows | None:
         """Per packed row: its sequence's block table and how many tokens it attends to (its
@@ -199,52 +192,29 @@ class ModelRunner:
 
     # ---- run ----
     @torch.inference_mode()
-    def run(self, batch: list[ScheduledSeq]) -> dict[str, int]:
-        """One forward pass over the batch; returns seq_id -> sampled token for the sequences
-        whose whole context is now computed."""
+    def run(self, batch: list[ScheduledSeq]) -> RunResult:
+        """One forward pass over the batch: a token for each sequence whose whole context is now
+        computed, and the step's figures."""
+        res = RunResult.of(batch)
         input_ids, positions, meta, rows, seqs = self.prepare(batch)
         if not rows:
             self.model(input_ids, positions, self.kv_cache, meta)
-            return {}
+            return res
         if self.use_graphs and not meta.prefills and len(rows) == meta.num_decode <= self.graph_max_bs:
             logits = self._run_graph(input_ids, positions, meta)[: len(rows)]
-            self.info.used_graph = True
+            res.used_graph = True
         else:
             hidden = self.model(input_ids, positions, self.kv_cache, meta)
             idx = self._tensor(rows) if len(rows) != hidden.shape[0] else None
             logits = self.model.compute_logits(hidden if idx is None else hidden[idx])
-        return dict(zip((s.seq_id for s in seqs), self.sample(logits, seqs)))
-
-    def sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
-        out = logits.argmax(dim=-1)
-        sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
-        if sampled:
-            out = out.clone()
-            for i in sampled:
-                out[i] = self._sample_row(logits[i], seqs[i])
-        return out.tolist()  # the one host sync of the step
-
-    def _sample_row(self, logits: torch.Tensor, seq: Sequence) -> torch.Tensor:
-        p = seq.params
-        if seq.generator is None:
-            seq.generator = torch.Generator(device=self.device)
-            seq.generator.manual_seed(p.seed if p.seed is not None else random.getrandbits(63))
-        x = logits.float() / p.temperature
-        if p.top_k and p.top_k < x.shape[-1]:
-            kth = torch.topk(x, p.top_k).values[-1]
-            x = x.masked_fill(x < kth, float("-inf"))
-        if p.top_p < 1.0:
-            sorted_x, idx = torch.sort(x, descending=True)
-            probs = torch.softmax(sorted_x, dim=-1)
-            drop = probs.cumsum(-1) - probs > p.top_p  # keep the smallest set reaching top_p
-            x = x.scatter(0, idx, sorted_x.masked_fill(drop, float("-inf")))
-        return torch.multinomial(torch.softmax(x, dim=-1), 1, generator=seq.generator)[0]
+        res.tokens = {seq.seq_id: [tok] for seq, tok in zip(seqs, sampler.sample(logits, seqs))}
+        return res
 
     # ---- CUDA graphs (decode only) ----
     def _init_graph_buffers(self) -> None:
-        self.graph_max_bs = self.rcfg.max_num_seqs
+        self.graph_max_bs = self.config.max_num_seqs
         self.graph_batch_sizes = sorted({1, 2, 4, 8, *range(16, self.graph_max_bs + 1, 16), self.graph_max_bs})
-        self.max_width = -(-self.rcfg.max_model_len // self.block_size)
+        self.max_width = -(-self.config.max_model_len // self.block_size)
         n, dev = self.graph_max_bs, self.device
         self.g_input_ids = torch.zeros(n, dtype=torch.long, device=dev)
         self.g_positions = torch.zeros(n, dtype=torch.long, device=dev)
@@ -298,7 +268,7 @@ class ModelRunner:
         graph.replay()
         return logits
 
-    # ---- speculative decoding (driven by engine/speculation.py; kept apart from the rest) ----
+    # ---- speculative decoding (driven by engine/torch/speculation.py) ----
     @torch.inference_mode()
     def run_verify(self, batch: list[ScheduledSeq], rows_wanted: dict[str, int]):
         """One forward pass like run(), returning logits instead of samples: rows_wanted[seq_id]
@@ -326,3 +296,16 @@ class ModelRunner:
         if len(rows) != x.shape[0]:
             x = x[self._tensor(rows)]
         return seqs, self.model.compute_logits(x)
+
+
+def _sample_rows(order: list[ScheduledSeq]) -> tuple[list[int], list[Sequence]]:
+    """The packed rows whose chunk reaches the end of its sequence (drafts included): each of them
+    produces a token. Returns (rows, their sequences)."""
+    rows, seqs = [], []
+    row = 0
+    for s in order:
+        row += s.num_tokens
+        if s.seq.num_computed_tokens + s.num_tokens == s.seq.num_tokens_with_drafts:
+            rows.append(row - 1)
+            seqs.append(s.seq)
+    return rows, seqs

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-
-from engine.scheduler import ScheduledSeq
-from engine.sequence import Sequence
+from engine.torch.scheduler import ScheduledSeq
+from engine.torch.sequence import Sequence
 from engine.types import Request, RequestMetrics, SamplingParams
 
 if TYPE_CHECKING:
-    from engine.model_runner import ModelRunner
+    from engine.torch.model_runner import ModelRunner
 
 
 class NgramProposer:
@@ -64,22 +62,19 @@ class SelfDrafter:
 
     def draft(self, seqs: list[Sequence]) -> None:
         """Fill seq.draft_token_ids with seq.num_draft tokens for each of seqs (all in decode)."""
-        base = {s.seq_id: (len(s.token_ids), s.num_computed_tokens) for s in seqs}
+        computed = {s.seq_id: s.num_computed_tokens for s in seqs}
         try:
             active = [s for s in seqs if s.num_draft > 0]
             while active:
                 # prepare() packs rows in its own order (by length): follow the order it returns
                 order, logits = self.runner.run_first_layers([ScheduledSeq(s, 1) for s in active], self.num_layers)
                 for s, tok in zip(order, logits.argmax(dim=-1).tolist()):
-                    s.draft_token_ids.append(tok)
-                    s.token_ids.append(tok)  # the next draft step reads it
+                    s.draft_token_ids.append(tok)  # the next pass reads it as its input
                     s.num_computed_tokens += 1
                 active = [s for s in active if len(s.draft_token_ids) < s.num_draft]
         finally:
             for s in seqs:
-                n, c = base[s.seq_id]
-                del s.token_ids[n:]
-                s.num_computed_tokens = c
+                s.num_computed_tokens = computed[s.seq_id]
 
     def forget(self, seq_id: str) -> None:
         pass
@@ -122,10 +117,10 @@ class DraftModelDrafter:
                 pairs.append((s, sh))
         while pairs:
             batch = [ScheduledSeq(sh, sh.num_uncomputed) for _, sh in pairs]
-            sampled = self.runner.run(batch)
+            sampled = self.runner.run(batch).tokens
             for (s, sh), b in zip(pairs, batch):
                 sh.num_computed_tokens += b.num_tokens
-                tok = sampled[sh.seq_id]
+                (tok,) = sampled[sh.seq_id]
                 sh.token_ids.append(tok)
                 s.draft_token_ids.append(tok)
             pairs = [(s, sh) for s, sh in pairs if len(s.draft_token_ids) < s.num_draft]

@@ -5,25 +5,23 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine import weights
 from engine.backends.base import Backend, SeqOutput
-from engine.block_manager import BlockManager
-from engine.llama import LlamaForCausalLM, ModelConfig
-from engine.model_runner import ModelRunner, RunnerConfig
 from engine.model_source import ModelSpec
-from engine.roofline import RooflineMeter, measure_bandwidth_gbps
-from engine.scheduler import Scheduler, SchedulerConfig
-from engine.sequence import Sequence
+from engine.torch import weights
+from engine.torch.block_manager import BlockManager
+from engine.torch.config import DTYPES, TorchConfig, check_speculation
+from engine.torch.llama import LlamaForCausalLM, ModelConfig
+from engine.torch.model_runner import ModelRunner, RunResult
+from engine.torch.roofline import RooflineMeter, measure_bandwidth_gbps
+from engine.torch.scheduler import Scheduler, ScheduledSeq
+from engine.torch.sequence import Sequence
 from engine.types import EngineError, Prompt, Request, StepEvent
-
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
-
 
 PACK_MAX_BYTES = 2 * 1024**3  # prepacking keeps a second copy of the weights: small models only
 
@@ -43,101 +41,55 @@ def pick_device(device: str) -> torch.device:
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        device: str = "auto",
-        draft: str | None = None,
-        speculation: str = "auto",
-        *,
-        dtype: str = "auto",
-        block_size: int = 16,
-        num_kv_blocks: int = 0,
-        kv_cache_gb: float = 2.0,
-        max_num_seqs: int | None = None,
-        max_num_batched_tokens: int | None = None,
-        max_model_len: int | None = None,
-        n_ctx: int | None = None,
-        enable_prefix_caching: bool = True,
-        cuda_graphs: bool = True,
-        n_threads: int | None = None,
-        measure_bandwidth: bool = True,
-        spec_options: dict[str, Any] | None = None,
-    ):
-        _check_speculation(speculation, draft)
-        self.device = pick_device(device)
-        if dtype == "auto":
-            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        elif dtype in _DTYPES:
-            self.dtype = _DTYPES[dtype]
-        else:
-            raise EngineError(f"unknown dtype {dtype!r}: choose one of auto, {', '.join(_DTYPES)}")
-        if n_threads:
-            torch.set_num_threads(n_threads)
+    def __init__(self, spec: ModelSpec, config: TorchConfig):
+        self._place(config)  # before the weights load: a bad device fails fast
         folder = weights.model_dir(spec)
         self.model_name = spec.display_name
         self.tokenizer = _load_tokenizer(folder)
-        self._tok_lock = threading.Lock()
         self.eos_token_ids = weights.eos_ids(folder, self.tokenizer) if self.tokenizer else frozenset()
-        cfg = ModelConfig.from_hf(weights.read_config(folder))
-        limit = max_model_len or n_ctx or cfg.max_position_embeddings
-        self.context_window = min(limit, cfg.max_position_embeddings, cfg.sliding_window or limit)
-        self.model = build_model(cfg, self.context_window, self.device, self.dtype, weights.load_tensors(folder))
-        self._setup(cfg, block_size, num_kv_blocks, kv_cache_gb, max_num_seqs, max_num_batched_tokens,
-                    cuda_graphs, enable_prefix_caching, measure_bandwidth)
-        self._draft_name = draft
-        self.set_speculation(speculation, **(spec_options or {}))
+        self._setup(ModelConfig.from_hf(weights.read_config(folder)), config, weights.load_tensors(folder))
 
     @classmethod
-    def from_config(
-        cls, cfg: ModelConfig, device: str = "auto", dtype: str = "auto", *, max_model_len: int | None = None,
-        max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None, block_size: int = 16,
-        num_kv_blocks: int = 0, kv_cache_gb: float = 2.0, enable_prefix_caching: bool = True,
-        cuda_graphs: bool = True, measure_bandwidth: bool = True, speculation: str = "off",
-        spec_options: dict[str, Any] | None = None,
-    ) -> "TorchBackend":
+    def from_config(cls, cfg: ModelConfig, config: TorchConfig) -> "TorchBackend":
         """A random-weight model of a given shape, without tokenizer (benchmarks, tests): submit
         prompt_token_ids."""
-        _check_speculation(speculation, None)
         self = cls.__new__(cls)
-        self.device = pick_device(device)
-        self.dtype = _DTYPES.get(dtype) or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self._place(config)
         self.model_name = f"random-{cfg.model_type}-{cfg.param_count() / 1e9:.1f}b"
-        self.tokenizer, self._tok_lock, self.eos_token_ids = None, threading.Lock(), frozenset()
-        self.context_window = min(max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings)
-        self.model = build_model(cfg, self.context_window, self.device, self.dtype, None)
-        self._setup(cfg, block_size, num_kv_blocks, kv_cache_gb, max_num_seqs, max_num_batched_tokens,
-                    cuda_graphs, enable_prefix_caching, measure_bandwidth)
-        self._draft_name = None
-        self.set_speculation(speculation, **(spec_options or {}))
+        self.tokenizer, self.eos_token_ids = None, frozenset()
+        self._setup(cfg, config, None)
         return self
 
-    def _setup(self, cfg: ModelConfig, block_size: int, num_kv_blocks: int, kv_cache_gb: float,
-               max_num_seqs: int | None, max_num_batched_tokens: int | None, cuda_graphs: bool,
-               prefix_caching: bool, measure: bool):
-        gpu = self.device.type == "cuda"
-        rcfg = RunnerConfig(
-            block_size=block_size, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
-            max_num_seqs=max_num_seqs or (256 if gpu else 64), max_model_len=self.context_window,
-            cuda_graphs=cuda_graphs,
-        )
-        max_batched = max_num_batched_tokens or (8192 if gpu else 1024)
+    def _place(self, config: TorchConfig) -> None:
+        self.device = pick_device(config.device)
+        if config.dtype == "auto":
+            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        else:
+            self.dtype = getattr(torch, DTYPES[config.dtype])
+        if config.n_threads:
+            torch.set_num_threads(config.n_threads)
+
+    def _setup(self, cfg: ModelConfig, config: TorchConfig, tensors: dict | None) -> None:
+        """Model, KV cache, scheduler and meters for a resolved config; then speculation."""
         self.cfg = cfg
-        self.runner = ModelRunner(self.model, cfg, rcfg, self.device, self.dtype)
-        self.block_manager = BlockManager(self.runner.num_kv_blocks, rcfg.block_size, prefix_caching)
+        attends_to = min(cfg.max_position_embeddings, cfg.sliding_window or cfg.max_position_embeddings)
+        self.config = config = config.resolve(self.device.type == "cuda", attends_to)
+        self.context_window = config.max_model_len
+        self._tok_lock = threading.Lock()
+        self.model = build_model(cfg, self.context_window, self.device, self.dtype, tensors)
+        self.runner = ModelRunner(self.model, config)
+        self.block_manager = BlockManager(self.runner.num_kv_blocks, config.block_size, config.enable_prefix_caching)
         if self.block_manager.inspector is not None:  # prefix reports quote the tokens around a miss
             self.block_manager.inspector.decode = self.decode
-        self.scheduler = Scheduler(
-            SchedulerConfig(rcfg.max_num_seqs, max(max_batched, rcfg.max_num_seqs), self.context_window),
-            self.block_manager,
-        )
-        self.bandwidth_gbps = measure_bandwidth_gbps(self.device) if measure else 0.0
+        self.scheduler = Scheduler(config, self.block_manager)
+        self.bandwidth_gbps = measure_bandwidth_gbps(self.device) if config.measure_bandwidth else 0.0
         self.meter = RooflineMeter(_weight_bytes(self.model), self.runner.kv_bytes_per_token, self.bandwidth_gbps)
         self._last: StepEvent | None = None
         self._last_roofline: float | None = None
         self.speculator = None
         self._drafters: dict[str, Any] = {}  # built once, kept across set_speculation()
         self._step_costs: dict = {}  # SpecPolicy.rows, kept across set_speculation()
+        self.set_speculation(config.speculation, **config.spec_options)
 
     # ---- speculative decoding ----
     def set_speculation(self, mode: str, *, k_max: int | None = None, self_layers: int | None = None,
@@ -145,19 +97,19 @@ class TorchBackend(Backend):
         """Switch speculation between requests (engine idle): off, auto, ngram, draft, self.
         "draft" without a draft model is self-speculation; "auto" drafts with the draft model if
         one was given, else by prompt lookup, and decides per step whether that pays."""
-        from engine.proposers import NgramProposer, SelfDrafter
-        from engine.spec_policy import SpecPolicy
-        from engine.speculation import Speculator
+        from engine.torch.proposers import NgramProposer, SelfDrafter
+        from engine.torch.spec_policy import SpecPolicy
+        from engine.torch.speculation import Speculator
 
-        _check_speculation(mode, self._draft_name)
+        check_speculation(mode, self.config.draft)
         self.speculation_mode = mode
         if mode == "off":
             self.speculator = None
             return
-        kind = "ngram" if mode == "ngram" or (mode == "auto" and not self._draft_name) else "model"
+        kind = "ngram" if mode == "ngram" or (mode == "auto" and not self.config.draft) else "model"
         if kind == "ngram":
             proposer = NgramProposer(ngram_max, ngram_min)
-        elif self._draft_name:
+        elif self.config.draft:
             proposer = self._draft_model_drafter()
         else:
             n = self_layers or max(1, self.cfg.num_layers // 4)
@@ -174,23 +126,21 @@ class TorchBackend(Backend):
 
     def _draft_model_drafter(self):
         from engine.model_source import resolve_model
-        from engine.proposers import DraftModelDrafter
+        from engine.torch.proposers import DraftModelDrafter
 
         d = self._drafters.get("draft")
         if d is not None:
             return d
-        spec = resolve_model(self._draft_name)
+        spec = resolve_model(self.config.draft)
         folder = weights.model_dir(spec)
         cfg = ModelConfig.from_hf(weights.read_config(folder))
         if cfg.vocab_size != self.cfg.vocab_size:
             raise EngineError(f"draft model {spec.display_name} has a vocabulary of {cfg.vocab_size} tokens, "
                               f"the target {self.cfg.vocab_size}: a draft model needs the same tokenizer")
         model = build_model(cfg, self.context_window, self.device, self.dtype, weights.load_tensors(folder))
-        rc = self.runner.rcfg
-        runner = ModelRunner(model, cfg, RunnerConfig(
-            block_size=rc.block_size, kv_cache_gb=rc.kv_cache_gb / 4, max_num_seqs=rc.max_num_seqs,
-            max_model_len=self.context_window, cuda_graphs=False), self.device, self.dtype)
-        d = self._drafters["draft"] = DraftModelDrafter(runner, BlockManager(runner.num_kv_blocks, rc.block_size, False),
+        c = self.config
+        runner = ModelRunner(model, replace(c, num_kv_blocks=0, kv_cache_gb=c.kv_cache_gb / 4, cuda_graphs=False))
+        d = self._drafters["draft"] = DraftModelDrafter(runner, BlockManager(runner.num_kv_blocks, c.block_size, False),
                                                         spec.display_name)
         return d
 
@@ -242,59 +192,45 @@ class TorchBackend(Backend):
         return self.scheduler.has_unfinished()
 
     def step(self) -> tuple[list[SeqOutput], StepEvent | None]:
+        """One iteration: schedule -> run (or draft and verify) -> postprocess."""
         t0 = time.perf_counter_ns()
         spec = self.speculator
-        plan_ns = spec.plan(self.scheduler.running) if spec is not None else 0
+        plan_ns = spec.plan(self.scheduler.running) if spec is not None else 0  # drafts, before the budget
         batch = self.scheduler.schedule()
         outputs = self._drain_errors(t0)
         if not batch:
             return outputs, None
-        t_fwd = time.perf_counter_ns()
+        t_run = time.perf_counter_ns()
         verifying = spec.speculating(batch) if spec is not None else []
-        if verifying:
-            res = spec.run(self.runner, batch, verifying)
-            t_sampled = time.perf_counter_ns()
-            self.scheduler.postprocess(batch, {s.seq_id: len(res.tokens[s.seq_id]) - 1 for s in verifying})
-            new = res.tokens
-        else:
-            sampled = self.runner.run(batch)
-            t_sampled = time.perf_counter_ns()
-            self.scheduler.postprocess(batch)
-            new = {sid: [tok] for sid, tok in sampled.items()}
+        res = spec.run(self.runner, batch, verifying) if verifying else self.runner.run(batch)
+        t_sampled = time.perf_counter_ns()
+        self.scheduler.postprocess(batch, res.tokens)
         for s in batch:
-            toks = new.get(s.seq.seq_id)
+            toks = res.tokens.get(s.seq.seq_id)
             if toks is not None:
-                s.seq.token_ids.append(toks[-1])  # accepted drafts are already in token_ids
                 outputs.append(SeqOutput(s.seq.seq_id, toks, t_sampled))
-            s.seq.clear_draft()
-        info = self.runner.info
-        note = "cuda graph" if info.used_graph else None
-        n_draft = sum(s.num_tokens - 1 for s in batch if s.seq in verifying) if verifying else 0
-        if verifying:  # verify rows ran as chunks: count them as decode work, not prefill
-            info.prefill_tokens -= n_draft + len(verifying)
-            info.decode_tokens += len(verifying)
         if spec is not None:
-            draft_ns = plan_ns + (res.draft_ns if verifying else 0)
-            if not info.prefill_tokens:
-                spec.policy.observe_step(len(batch), (t_sampled - t_fwd - (res.draft_ns if verifying else 0)) / 1e9,
-                                         n_draft, draft_ns / 1e9, max((s.num_draft for s in verifying), default=0)
-                                         if spec.proposer.needs_forward else 0)
-            note = f"spec {spec.policy.decision}: {spec.policy.reason}"
+            spec.observe(len(batch), res, t_sampled - t_run, plan_ns)
+        self._last = self._step_event(t0, t_sampled, batch, res)
+        return outputs, self._last
+
+    def _step_event(self, t0: int, t_sampled: int, batch: list[ScheduledSeq], res: RunResult) -> StepEvent:
         roofline = None
-        if info.decode_tokens and not info.prefill_tokens:
-            roofline = self.meter.fraction(t_sampled - t0, info.context_tokens)
+        if res.decode_tokens and not res.prefill_tokens:
+            roofline = self.meter.fraction(t_sampled - t0, res.context_tokens)
             self._last_roofline = roofline
-        bm = self.block_manager
-        ev = StepEvent(
+        if self.speculator is not None:
+            note = self.speculator.note
+        else:
+            note = "cuda graph" if res.used_graph else None
+        bm, sch = self.block_manager, self.scheduler
+        return StepEvent(
             step=0, t_start_ns=t0, t_end_ns=time.perf_counter_ns(), batch_size=len(batch),
-            prefill_tokens=info.prefill_tokens, decode_tokens=info.decode_tokens,
-            running=len(self.scheduler.running), waiting=len(self.scheduler.waiting),
+            prefill_tokens=res.prefill_tokens, decode_tokens=res.decode_tokens,
+            running=len(sch.running), waiting=len(sch.waiting),
             kv_blocks_used=bm.num_used_blocks, kv_blocks_free=bm.num_free_blocks, roofline_fraction=roofline,
-            spec_draft_tokens=res.draft_tokens if verifying else 0,
-            spec_accepted_tokens=res.accepted_tokens if verifying else 0, note=note,
+            spec_draft_tokens=res.draft_tokens, spec_accepted_tokens=res.accepted_tokens, note=note,
         )
-        self._last = ev
-        return outputs, ev
 
     def _drain_errors(self, t_ns: int) -> list[SeqOutput]:
         errors, self.scheduler.errors = self.scheduler.errors, []
@@ -328,15 +264,6 @@ class TorchBackend(Backend):
 
     def close(self) -> None:
         self.runner.graphs.clear()
-
-
-def _check_speculation(mode: str, draft: str | None) -> None:
-    from engine.speculation import MODES
-
-    if mode not in MODES:
-        raise EngineError(f"unknown speculation {mode!r}: choose one of {', '.join(MODES)}")
-    if draft is not None and mode in ("ngram", "self"):
-        raise EngineError(f"speculation={mode!r} does not use a draft model; drop draft= or use 'draft' or 'auto'")
 
 
 def build_model(cfg: ModelConfig, max_positions: int, device, dtype, tensors: dict | None) -> LlamaForCausalLM:

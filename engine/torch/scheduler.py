@@ -1,31 +1,27 @@
-"""Iteration-level scheduler: every step runs all running sequences (decode or the next prefill
-chunk) under a token budget, admits waiting ones into what is left, and preempts (to recompute
-later) the newest sequences when KV blocks run out. Finishing is the engine's call, not ours."""
+"""Iteration-level scheduler: each step runs every running sequence (a decode, a verify or the next
+prefill chunk) under a token budget, admits waiting ones, preempts the newest when KV runs out."""
 from __future__ import annotations
 
 import time
 from collections import deque
 from dataclasses import dataclass
 
-from engine.block_manager import BlockManager
-from engine.sequence import Sequence, SequenceStatus
-
-
-@dataclass(slots=True)
-class SchedulerConfig:
-    max_num_seqs: int = 64
-    max_num_batched_tokens: int = 1024
-    max_model_len: int = 4096
+from engine.torch.block_manager import BlockManager
+from engine.torch.config import TorchConfig
+from engine.torch.sequence import Sequence, SequenceStatus
 
 
 @dataclass(slots=True)
 class ScheduledSeq:
     seq: Sequence
-    num_tokens: int  # tokens computed for this sequence in this step
+    num_tokens: int  # tokens computed for this sequence in this step (drafts included)
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, block_manager: BlockManager):
+    """Preempted sequences are recomputed later; finishing a request is the engine's call."""
+
+    def __init__(self, config: TorchConfig, block_manager: BlockManager):
+        assert config.max_num_seqs and config.max_num_batched_tokens and config.max_model_len, "a resolved config"
         self.config = config
         self.bm = block_manager
         self.waiting: deque[Sequence] = deque()
@@ -142,19 +138,22 @@ class Scheduler:
         self.seqs.pop(seq.seq_id, None)
         self.errors.append((seq.seq_id, message))
 
-    def postprocess(self, scheduled: list[ScheduledSeq], accepted: dict[str, int] | None = None) -> None:
-        """After the forward pass: advance computed counts and publish newly full blocks. A verify
-        step (last token + drafts) keeps only the last token and the `accepted[seq_id]` drafts
-        before it is published: the rejected tokens leave token_ids, their KV slots lie past the
-        computed end (overwritten later), and blocks wholly past it are freed."""
+    def postprocess(self, scheduled: list[ScheduledSeq], tokens: dict[str, list[int]] | None = None) -> None:
+        """After the forward pass, the one place a sequence's tokens grow: advance its computed
+        count, append what the step produced (`tokens[seq_id]`: the accepted drafts, then the
+        sampled token), drop its drafts and publish its newly full blocks. A verify step computed
+        the last token and every draft: the rejected drafts' KV slots lie past the computed end
+        (overwritten later), and blocks wholly past it are freed."""
         for s in scheduled:
             seq = s.seq
-            a = None if accepted is None else accepted.get(seq.seq_id)
-            if a is None:
-                seq.num_computed_tokens += s.num_tokens
-            else:
-                assert 0 <= a < s.num_tokens
-                seq.num_computed_tokens += 1 + a
-                del seq.token_ids[seq.num_computed_tokens :]
+            new = tokens.get(seq.seq_id) if tokens else None
+            if seq.num_draft:
+                assert new is not None and 0 <= len(new) - 1 <= seq.num_draft
+                seq.num_computed_tokens += len(new)  # the last token and the accepted drafts
                 self.bm.trim(seq)
+            else:
+                seq.num_computed_tokens += s.num_tokens
+            if new:
+                seq.token_ids.extend(new)
+            seq.clear_draft()
             self.bm.commit_full_blocks(seq)

@@ -1,8 +1,5 @@
-"""Attention over the paged KV cache: write the step's keys/values into their slots, then attend.
-On the CPU, decode rows and short chunks go to the C++ paged kernel (engine/cpu_kernels.py) in one
-call per layer; without it they attend in groups prepared once per step (a view of consecutive
-blocks, or one gather + SDPA). The batched-gather torch reference serves CUDA graphs and tests the
-kernel; long prefill chunks attend per sequence through SDPA."""
+"""Attention over the paged KV cache: write the step's keys/values into their slots, then attend
+(the C++ kernel, per-step decode groups, the batched torch reference, or SDPA per prefill chunk)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from engine.cpu_kernels import paged_attention_rows
+from engine.torch.cpu_kernels import paged_attention_rows
 
 
 @dataclass(slots=True)
@@ -40,7 +37,7 @@ class DecodeGroup:
 class KernelRows:
     """The rows the C++ kernel attends for (decode rows, short chunks), built once per step."""
 
-    fn: object  # the loaded kernel (engine.cpu_kernels.paged_attention_kernel())
+    fn: object  # the loaded kernel (engine.torch.cpu_kernels.paged_attention_kernel())
     tables: torch.Tensor  # [S, W] int64 block ids of the sequences those rows belong to
     row_seq: torch.Tensor  # [T] which table each packed row reads
     row_ctx: torch.Tensor  # [T] tokens the row attends to, its own included; 0: a long chunk's row
@@ -137,6 +134,10 @@ def causal_mask(n: int, ctx: int, device) -> torch.Tensor:
 
 
 def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    """On the CPU, decode rows and short chunks go to the C++ paged kernel (engine/torch/cpu_kernels.py)
+    in one call per layer; without it they attend in groups prepared once per step (a view of
+    consecutive blocks, or one gather + SDPA). The batched-gather torch reference serves CUDA graphs
+    and tests the kernel; long prefill chunks attend per sequence through SDPA."""
     kr = meta.kernel_rows
     if kr is not None:  # every row is either the kernel's or part of a long prefill chunk
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)

@@ -1,8 +1,5 @@
-"""Guards of the semantic cache: cheap lexical features of a prompt that refuse a hit when two
-prompts differ in a negation, a number, a named entity, a date/time word, a polarity, a format or a language.
-
-Embeddings score "is X safe" and "is X not safe" as near-duplicates; these checks do not care how
-similar the vectors are. Each guard is a comparison of one feature set, named so refusals can be counted."""
+"""Guards of the semantic cache: cheap lexical features of a prompt that refuse a hit when two prompts
+differ in a negation, a number, a named entity, a date/time word, a polarity, a format or a language."""
 from __future__ import annotations
 
 import re
@@ -388,7 +385,9 @@ GUARD_NAMES = ("language", "negation", "number", "entity", "datetime", "polarity
 
 
 def refusal(a: PromptFeatures, b: PromptFeatures) -> str | None:
-    """The name of the first guard that refuses to treat the two prompts as one, else None."""
+    """The name of the first guard that refuses to treat the two prompts as one, else None.
+    Embeddings score "is X safe" and "is X not safe" as near-duplicates; these checks do not care
+    how similar the vectors are. Each guard compares one feature set, named so refusals can be counted."""
     if a.language and b.language and a.language != b.language:
         return "language"
     if a.negations != b.negations:

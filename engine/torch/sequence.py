@@ -1,5 +1,5 @@
 """A Sequence is one request inside the torch engine: its tokens (prompt + output so far), how many
-of them have KV in the cache, and the blocks that hold it."""
+of them have KV in the cache, the blocks that hold it, and the draft tokens of the coming step."""
 from __future__ import annotations
 
 from enum import Enum, auto
@@ -36,13 +36,26 @@ class Sequence:
         self.scheduled_once = False
         self.num_preemptions = 0
         # speculative decoding: draft tokens to verify in the coming step (set by the speculator
-        # before scheduling; model drafters fill draft_token_ids after it)
+        # before scheduling; model drafters fill draft_token_ids after it). They never enter
+        # token_ids: the scheduler's postprocess appends the accepted ones with the sampled token.
         self.num_draft = 0
         self.draft_token_ids: list[int] = []
 
     def clear_draft(self) -> None:
         self.num_draft = 0
         self.draft_token_ids = []
+
+    def tokens(self, start: int, end: int) -> list[int]:
+        """Tokens at positions start..end, reading on into the drafts past the last token (the
+        inputs of a verify step or of a draft pass)."""
+        n = len(self.token_ids)
+        if end <= n:
+            return self.token_ids[start:end]
+        return self.token_ids[start:] + self.draft_token_ids[max(0, start - n) : end - n]
+
+    @property
+    def num_tokens_with_drafts(self) -> int:
+        return len(self.token_ids) + len(self.draft_token_ids)
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -1,4 +1,4 @@
-"""The engine's C++ CPU kernel (engine/csrc: paged attention), compiled once with the system's C++
+"""The engine's C++ CPU kernel (engine/torch/csrc: paged attention), compiled once with the system's C++
 compiler into the user cache dir and called through ctypes; without a compiler the torch path runs."""
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ _state: dict[str, object] = {}
 
 
 def _cache_dir() -> Path:
-    from engine.weights import cache_root
+    from engine.model_source import cache_dir
 
-    return cache_root().parent / "kernels"
+    return cache_dir("kernels")
 
 
 def _compiler() -> str | None:

@@ -2,36 +2,15 @@
 through transformers and cached as safetensors (+ config, tokenizer) in the user cache dir."""
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from engine.model_source import ModelSpec
+from engine.model_source import ModelSpec, cache_dir, gguf_key
 from engine.types import EngineError
 
-CACHE_ENV = "WORKBENCH_CACHE_DIR"
 _DONE_MARK = "workbench-converted.json"
-
-
-def cache_root() -> Path:
-    base = os.environ.get(CACHE_ENV)
-    if not base:
-        from platformdirs import user_cache_dir
-
-        base = user_cache_dir("inference-workbench")
-    return Path(base) / "weights"
-
-
-def gguf_key(path: Path) -> str:
-    """Cache key: the file's identity (size, mtime) and its first MiB, cheap even for big files."""
-    st = path.stat()
-    h = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
-    with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-    return h.hexdigest()[:24]
 
 
 def model_dir(spec: ModelSpec) -> Path:
@@ -39,7 +18,7 @@ def model_dir(spec: ModelSpec) -> Path:
     if spec.kind == "hf_dir":
         return Path(spec.path)
     if spec.kind == "gguf":
-        out = cache_root() / gguf_key(Path(spec.path))
+        out = cache_dir("weights") / gguf_key(Path(spec.path))
         if not (out / _DONE_MARK).is_file():
             convert_gguf(Path(spec.path), out)
         return out

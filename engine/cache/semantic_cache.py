@@ -1,16 +1,5 @@
 """A semantic cache in front of any backend: a new prompt that means the same as a stored one, in
-the same scope (model, system prompt, tools, history, sampling), gets the stored answer.
-
-Hits need cosine similarity >= threshold and must pass the lexical guards (engine.cache_guards);
-entries expire (TTL) and are evicted least-recently-used past a size cap. Persistence goes
-through `CacheBacking` (sessions.cache_store implements it over DuckDB); this room never imports it.
-
-How the engine uses it:
-    scope = cache.scope_for(model, prompt, params, tools)   # None: not cacheable (sampled)
-    hit = cache.lookup(prompt, scope)                        # before submitting
-    if hit and not hit.audit: answer = hit.answer            # served from cache
-    else: answer = generate(); hit and cache.record_audit(hit, answer) or cache.store(prompt, scope, answer)
-"""
+the same scope (model, system prompt, tools, history, sampling), gets the stored answer."""
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +15,8 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from engine.cache_guards import GUARD_NAMES, PromptFeatures, prompt_features, refusal
-from engine.types import EngineError, Prompt, SamplingParams
+from engine.cache.guards import GUARD_NAMES, PromptFeatures, prompt_features, refusal
+from engine.types import EngineError, Prompt, SamplingParams, flatten_content
 
 
 # ---- configuration and scope ----
@@ -63,14 +52,6 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type", "text") == "text")
-    return "" if content is None else str(content)
-
-
 def split_prompt(prompt: Prompt) -> tuple[str, str, list[dict[str, Any]]]:
     """(text that is embedded, system prompt, the rest of the conversation). The text is the
     last user turn; everything before it decides the scope, since it changes the answer."""
@@ -79,10 +60,10 @@ def split_prompt(prompt: Prompt) -> tuple[str, str, list[dict[str, Any]]]:
     last_user = max((i for i, m in enumerate(prompt) if m.get("role") == "user"), default=None)
     if last_user is None:
         raise EngineError("a cached prompt needs at least one user message")
-    system = "\n".join(_content_text(m.get("content")) for m in prompt if m.get("role") in ("system", "developer"))
+    system = "\n".join(flatten_content(m.get("content")) for m in prompt if m.get("role") in ("system", "developer"))
     history = [{"role": "<query>"} if i == last_user else m
                for i, m in enumerate(prompt) if m.get("role") not in ("system", "developer")]
-    return _content_text(prompt[last_user].get("content")), system, history
+    return flatten_content(prompt[last_user].get("content")), system, history
 
 
 def sampling_key(params: SamplingParams | None) -> str:
@@ -347,6 +328,17 @@ def _normalize_answer(text: str) -> str:
 
 
 class SemanticCache:
+    """Hits need cosine similarity >= threshold and must pass the lexical guards (engine.cache.guards);
+    entries expire (TTL) and are evicted least-recently-used past a size cap. Persistence goes
+    through `CacheBacking` (sessions.cache_store implements it over DuckDB); this room never imports it.
+
+    How a caller uses it:
+        scope = cache.scope_for(model, prompt, params, tools)   # None: not cacheable (sampled)
+        hit = cache.lookup(prompt, scope)                        # before submitting
+        if hit and not hit.audit: answer = hit.answer            # served from cache
+        else: answer = generate(); hit and cache.record_audit(hit, answer) or cache.store(prompt, scope, answer)
+    """
+
     def __init__(self, config: SemanticCacheConfig | None = None, backing: CacheBacking | None = None,
                  embedder: Any = None, clock: Callable[[], float] = time.time):
         """`embedder` has `encode(texts) -> unit float32 rows` and `dim`; default: all-MiniLM-L6-v2,

@@ -2,8 +2,8 @@
 block hashes (hash of parent key + the block's token ids; tokens are compared again on a hit)."""
 from __future__ import annotations
 
-from engine.prefix_inspector import PrefixInspector
-from engine.sequence import Sequence
+from engine.torch.prefix_inspector import PrefixInspector
+from engine.torch.sequence import Sequence
 
 
 class Block:
