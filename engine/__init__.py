@@ -24,6 +24,7 @@ from engine.types import (
     SamplingParams,
     StepEvent,
     TokenEvent,
+    TokenLogprob,
     percentile,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "StepEvent",
     "Stream",
     "TokenEvent",
+    "TokenLogprob",
     "percentile",
     "resolve_model",
 ]

@@ -24,6 +24,7 @@ from engine.types import (
     SamplingParams,
     StepEvent,
     TokenEvent,
+    TokenLogprob,
 )
 
 Listener = Callable[[EngineEvent], None]
@@ -54,7 +55,7 @@ class IncrementalDetokenizer:
 
 
 class _RequestState:
-    __slots__ = ("request", "detok", "text", "emitted", "token_ids", "handle", "max_new", "done")
+    __slots__ = ("request", "detok", "text", "emitted", "token_ids", "logprobs", "handle", "max_new", "done")
 
     def __init__(self, request: Request, decode: Callable[[list[int]], str], handle: "RequestHandle", max_new: int):
         self.request = request
@@ -62,6 +63,7 @@ class _RequestState:
         self.text = ""
         self.emitted = 0  # chars of text already sent in events
         self.token_ids: list[int] = []
+        self.logprobs: list[TokenLogprob] | None = [] if request.params.logprobs is not None else None
         self.handle = handle
         self.max_new = max_new
         self.done = False
@@ -211,6 +213,8 @@ class Engine:
             raise EngineError(f"engine stopped: {self._fatal}")
         arrival = arrival_ns if arrival_ns is not None else time.perf_counter_ns()
         params = params or SamplingParams()
+        if params.logprobs is not None and not self.backend.supports_logprobs:
+            raise EngineError(f"logprobs are not available from the {self.backend.name} backend")
         ids = prompt_token_ids if prompt_token_ids is not None else self.render_prompt(prompt)
         rid = request_id or uuid.uuid4().hex[:16]
         metrics = RequestMetrics(arrival_ns=arrival, prompt_tokens=len(ids))
@@ -319,6 +323,8 @@ class Engine:
                 m.first_token_ns = out.t_ns
             state.token_ids.append(tid)
             new_ids.append(tid)
+            if state.logprobs is not None and out.logprobs is not None:
+                state.logprobs.append(out.logprobs[k])
             m.token_times_ns.append(out.t_ns)
             if tid in self.backend.eos_token_ids and not req.params.ignore_eos:
                 finish = "stop"
@@ -339,7 +345,8 @@ class Engine:
         delta = state.text[state.emitted : upto] if upto > state.emitted else ""
         state.emitted = max(state.emitted, upto)
         if new_ids:
-            ev = TokenEvent(req.request_id, first_index, new_ids, delta, out.t_ns, req.tags)
+            lps = state.logprobs[first_index:] if state.logprobs is not None else None
+            ev = TokenEvent(req.request_id, first_index, new_ids, delta, out.t_ns, req.tags, lps)
             state.handle._push(ev)
             self._emit(ev)
         if finish:
@@ -365,7 +372,8 @@ class Engine:
             ev = TokenEvent(req.request_id, len(state.token_ids), [], tail, m.finished_ns, req.tags)
             state.handle._push(ev)
             self._emit(ev)
-        result = Result(req.request_id, text, list(state.token_ids), m, reason, error, req.tags)
+        result = Result(req.request_id, text, list(state.token_ids), m, reason, error, req.tags,
+                        list(state.logprobs) if state.logprobs is not None else None)
         self._recent.append(result)
         self._finished_count += 1
         self._emit(RequestFinished(req.request_id, result, req.tags))

@@ -42,6 +42,19 @@ class EngineError(Exception):
     """An error a user can cause (bad model path, bad prompt, ...); shown as one line."""
 
 
+MAX_LOGPROBS = 20  # the OpenAI API's top_logprobs limit
+
+
+@dataclass(slots=True)
+class TokenLogprob:
+    """One output token's log-probability under the model (its raw distribution, before temperature,
+    top-k or top-p, as vLLM reports it by default) and the `top` likeliest tokens with theirs."""
+
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]] = field(default_factory=list)
+
+
 @dataclass(slots=True)
 class SamplingParams:
     max_tokens: int = 256
@@ -51,6 +64,7 @@ class SamplingParams:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
+    logprobs: int | None = None  # None: none; N >= 0: each output token's log-probability and the N likeliest
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -63,6 +77,8 @@ class SamplingParams:
             raise EngineError(f"top_k must be >= 0 (got {self.top_k})")
         if isinstance(self.stop, str):
             self.stop = [self.stop]
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
+            raise EngineError(f"logprobs must be in 0..{MAX_LOGPROBS} (got {self.logprobs})")
 
     @property
     def greedy(self) -> bool:
@@ -77,6 +93,7 @@ class SamplingParams:
             "seed": self.seed,
             "stop": list(self.stop),
             "ignore_eos": self.ignore_eos,
+            "logprobs": self.logprobs,
         }
 
 
@@ -238,6 +255,7 @@ class TokenEvent:
     text: str  # detokenized text delta (may be empty while a stop string is pending)
     t_ns: int
     tags: dict[str, Any]
+    logprobs: list[TokenLogprob] | None = None  # one per token_ids entry, when the request asked
 
 
 @dataclass(slots=True)
@@ -269,6 +287,7 @@ class Result:
     finish_reason: str  # "stop" | "length" | "cancelled" | "error"
     error: str | None = None
     tags: dict[str, Any] = field(default_factory=dict)
+    logprobs: list[TokenLogprob] | None = None  # one per token_ids entry, when the request asked
 
 
 @dataclass(slots=True)

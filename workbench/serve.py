@@ -333,7 +333,8 @@ def _whole(app: ServeApp, flight: Flight, plan: Plan, rid: str) -> dict[str, Any
         shaper = plan.shaper()
         shaper.feed(r.text)
         content, calls = shaper.finish()
-        choice: dict[str, Any] = {"index": i, "finish_reason": _finish(r, calls), "logprobs": None}
+        choice: dict[str, Any] = {"index": i, "finish_reason": _finish(r, calls),
+                                  "logprobs": _logprobs(app, plan, r.logprobs)}
         if plan.kind == "chat":
             msg: dict[str, Any] = {"role": "assistant", "content": content}
             if calls:
@@ -349,15 +350,27 @@ def _whole(app: ServeApp, flight: Flight, plan: Plan, rid: str) -> dict[str, Any
             "choices": choices, "usage": _usage(results)}
 
 
+def _logprobs(app: ServeApp, plan: Plan, lps: list | None, offset: int = 0) -> dict[str, Any] | None:
+    if lps is None:
+        return None
+    decode = app.engine.backend.decode
+    return api.chat_logprobs_body(lps, decode) if plan.kind == "chat" else \
+        api.completion_logprobs_body(lps, decode, offset)
+
+
 async def _stream(app: ServeApp, flight: Flight, plan: Plan, rid: str, first: tuple[int, Any]) -> AsyncIterator[bytes]:
     """SSE chunks as the engine makes tokens. Cancelled by Starlette when the client goes away:
     `finally` then cancels the engine requests, which keep their tokens, marked cancelled."""
     chat = plan.kind == "chat"
+    wants_logprobs = plan.params[0].logprobs is not None
     obj = "chat.completion.chunk" if chat else "text_completion"
     model = app.engine.model_name
     created = int(time.time())
     shapers = [plan.shaper() for _ in range(flight.n)]
     role_sent = [False] * flight.n
+    # logprobs of tokens whose text the shaper still holds: they go out with the next chunk
+    pending: list[list] = [[] for _ in range(flight.n)]
+    sent_chars = [0] * flight.n
 
     def chunk(i: int, text: str | None, finish: str | None = None, ids: list[int] | None = None,
               calls: list | None = None) -> bytes:
@@ -370,9 +383,13 @@ async def _stream(app: ServeApp, flight: Flight, plan: Plan, rid: str, first: tu
                 delta["content"] = text
             if calls:
                 delta["tool_calls"] = [{"index": k, **c} for k, c in enumerate(calls)]
-            choice: dict[str, Any] = {"index": i, "delta": delta, "finish_reason": finish, "logprobs": None}
+            choice: dict[str, Any] = {"index": i, "delta": delta, "finish_reason": finish}
         else:
-            choice = {"index": i, "text": text or "", "finish_reason": finish, "logprobs": None}
+            choice = {"index": i, "text": text or "", "finish_reason": finish}
+        lps, pending[i] = (pending[i] or None) if wants_logprobs else None, []
+        choice["logprobs"] = _logprobs(app, plan, lps, sent_chars[i])
+        if lps:
+            sent_chars[i] += sum(len(x) for x in choice["logprobs"]["tokens"]) if not chat else 0
         if ids is not None and plan.token_ids:
             choice["token_ids"] = ids
         return sse({"id": rid, "object": obj, "created": created, "model": model, "choices": [choice]})
@@ -382,6 +399,8 @@ async def _stream(app: ServeApp, flight: Flight, plan: Plan, rid: str, first: tu
         while event is not None:
             i, ev = event
             if isinstance(ev, TokenEvent):
+                if ev.logprobs:
+                    pending[i].extend(ev.logprobs)
                 text = shapers[i].feed(ev.text)
                 if text or plan.token_ids:  # a chunk without text is no news to a client
                     yield chunk(i, text, ids=ev.token_ids)
@@ -434,8 +453,8 @@ async def chat_completions(request: Request) -> Response:
     req: api.ChatRequest = api.parse(api.ChatRequest, await read_json(request, app.max_body))
     app.check_model(req.model)
     max_tokens = req.max_completion_tokens or req.max_tokens or app.default_max_tokens
-    params = api.sampling_params(req, max_tokens, app.engine.backend_name,
-                                 logprobs=bool(req.logprobs or req.top_logprobs))
+    params = api.sampling_params(req, max_tokens, app.engine.backend_name, api.chat_logprobs(req),
+                                 app.engine.backend.supports_logprobs)
     messages = api.plain_messages(req)
     tools = [t.model_dump(exclude_none=True) for t in req.tools or []] if req.tool_choice != "none" else []
     choice = req.tool_choice.model_dump() if isinstance(req.tool_choice, api.NamedToolChoice) else req.tool_choice
@@ -493,7 +512,8 @@ async def completions(request: Request) -> Response:
         raise ApiError(400, "one prompt per request (send a string or a list of token ids)", param="prompt")
     if not prompt or (isinstance(prompt, str) and not prompt.strip()):
         raise ApiError(400, "'prompt' must be a non-empty string or list of token ids", param="prompt")
-    params = api.sampling_params(req, req.max_tokens or 16, app.engine.backend_name, logprobs=bool(req.logprobs))
+    params = api.sampling_params(req, req.max_tokens or 16, app.engine.backend_name, api.completion_logprobs(req),
+                                 app.engine.backend.supports_logprobs)
     if isinstance(prompt, list):
         ids, text = list(prompt), app.engine.backend.decode(list(prompt))
     else:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from engine import EngineError, SamplingParams
-from engine.types import flatten_content
+from engine.types import MAX_LOGPROBS, TokenLogprob, flatten_content
 
 MAX_N = 16
 
@@ -150,10 +150,29 @@ def parse(model: type[BaseModel], body: Any) -> Any:
 
 # ---- from a request to what the engine takes ----
 
-def sampling_params(req: _Sampling, max_tokens: int, backend: str, logprobs: bool = False) -> list[SamplingParams]:
+def chat_logprobs(req: ChatRequest) -> int | None:
+    """How many alternatives a chat request wants per token (None: no logprobs), as OpenAI
+    reads `logprobs` and `top_logprobs`."""
+    if req.top_logprobs is not None:
+        if not req.logprobs:
+            raise ApiError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+        if not 0 <= req.top_logprobs <= MAX_LOGPROBS:
+            raise ApiError(400, f"'top_logprobs' must be in 0..{MAX_LOGPROBS}", param="top_logprobs")
+        return req.top_logprobs
+    return 0 if req.logprobs else None
+
+
+def completion_logprobs(req: CompletionRequest) -> int | None:
+    if req.logprobs is not None and not 0 <= req.logprobs <= MAX_LOGPROBS:
+        raise ApiError(400, f"'logprobs' must be in 0..{MAX_LOGPROBS}", param="logprobs")
+    return req.logprobs
+
+
+def sampling_params(req: _Sampling, max_tokens: int, backend: str, logprobs: int | None = None,
+                    logprobs_supported: bool = False) -> list[SamplingParams]:
     """One SamplingParams per choice; with a seed, choice i gets seed + i (the same seed n times
     would give n copies of one sample)."""
-    if logprobs:
+    if logprobs is not None and not logprobs_supported:
         raise ApiError(400, f"logprobs are not available from the {backend} backend", param="logprobs")
     for key in ("presence_penalty", "frequency_penalty"):
         if getattr(req, key):
@@ -170,6 +189,7 @@ def sampling_params(req: _Sampling, max_tokens: int, backend: str, logprobs: boo
             seed=None if req.seed is None else req.seed + i,
             stop=stop,
             ignore_eos=req.ignore_eos,
+            logprobs=logprobs,
         ) for i in range(req.n)]
     except EngineError as e:
         raise ApiError(400, str(e)) from None
@@ -382,3 +402,28 @@ class ReplyText:
         content = content or ""
         sent = self.text[:self.sent]
         return content[len(sent):] if content.startswith(sent) else ""
+
+
+# ---- logprobs, in the two shapes the OpenAI API gives them ----
+
+def chat_logprobs_body(lps: list[TokenLogprob], decode: Callable[[list[int]], str]) -> dict[str, Any]:
+    """`choice.logprobs` of a chat completion: one entry per token, its text, bytes and alternatives."""
+    def entry(tid: int, lp: float) -> dict[str, Any]:
+        text = decode([tid])
+        return {"token": text, "logprob": lp, "bytes": list(text.encode())}
+
+    return {"content": [{**entry(t.token_id, t.logprob), "top_logprobs": [entry(i, v) for i, v in t.top]}
+                        for t in lps]}
+
+
+def completion_logprobs_body(lps: list[TokenLogprob], decode: Callable[[list[int]], str],
+                             offset: int = 0) -> dict[str, Any]:
+    """`choice.logprobs` of a text completion: parallel lists, the alternatives as {token: logprob},
+    text_offset counted from `offset` (the characters already sent)."""
+    tokens = [decode([t.token_id]) for t in lps]
+    offsets = []
+    for tok in tokens:
+        offsets.append(offset)
+        offset += len(tok)
+    return {"tokens": tokens, "token_logprobs": [t.logprob for t in lps],
+            "top_logprobs": [{decode([i]): v for i, v in t.top} for t in lps], "text_offset": offsets}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.types import EngineError, Prompt, Request, StepEvent
+from engine.types import EngineError, Prompt, Request, StepEvent, TokenLogprob
 
 
 @dataclass(slots=True)
@@ -19,6 +19,7 @@ class SeqOutput:
     # Remote backends receive text, not ids: one text piece per entry of token_ids (ids may be -1).
     texts: list[str] | None = None
     finish_reason: str | None = None  # a backend that knows the request ended ("stop", "length")
+    logprobs: list[TokenLogprob] | None = None  # one per token_ids entry, for a request that asked
 
 
 class Backend:
@@ -29,6 +30,7 @@ class Backend:
     model_name = ""
     context_window = 0
     eos_token_ids: frozenset[int] = frozenset()
+    supports_logprobs = False  # SeqOutput.logprobs filled for a request whose params ask
 
     def render_prompt(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
         """Token ids of the prompt through the chat template; `tools` (OpenAI function specs) go

@@ -40,6 +40,7 @@ def pick_device(device: str) -> torch.device:
 
 class TorchBackend(Backend):
     name = "torch"
+    supports_logprobs = True
 
     def __init__(self, spec: ModelSpec, config: TorchConfig):
         self._place(config)  # before the weights load: a bad device fails fast
@@ -208,7 +209,7 @@ class TorchBackend(Backend):
         for s in batch:
             toks = res.tokens.get(s.seq.seq_id)
             if toks is not None:
-                outputs.append(SeqOutput(s.seq.seq_id, toks, t_sampled))
+                outputs.append(SeqOutput(s.seq.seq_id, toks, t_sampled, logprobs=res.logprobs.get(s.seq.seq_id)))
         if spec is not None:
             spec.observe(len(batch), res, t_sampled - t_run, plan_ns)
         self._last = self._step_event(t0, t_sampled, batch, res)

@@ -13,6 +13,7 @@ from engine.torch.cpu_kernels import kernel_status, paged_attention_kernel
 from engine.torch.llama import LlamaForCausalLM
 from engine.torch.scheduler import ScheduledSeq
 from engine.torch.sequence import Sequence
+from engine.types import TokenLogprob
 
 # chunks this short (speculative verify rows, the last bit of a prompt) attend through the CPU
 # kernel with the decode rows; longer ones are compute-bound and go to SDPA
@@ -25,6 +26,7 @@ class RunResult:
     and the roofline meter."""
 
     tokens: dict[str, list[int]] = field(default_factory=dict)  # seq_id -> accepted drafts + the sampled token
+    logprobs: dict[str, list[TokenLogprob]] = field(default_factory=dict)  # for the sequences that asked
     prefill_tokens: int = 0
     decode_tokens: int = 0
     context_tokens: int = 0  # tokens the decode rows attended to
@@ -208,6 +210,9 @@ class ModelRunner:
             idx = self._tensor(rows) if len(rows) != hidden.shape[0] else None
             logits = self.model.compute_logits(hidden if idx is None else hidden[idx])
         res.tokens = {seq.seq_id: [tok] for seq, tok in zip(seqs, sampler.sample(logits, seqs))}
+        for i, seq in enumerate(seqs):
+            if seq.params.logprobs is not None:
+                sampler.add_logprobs(res.logprobs, seq, logits[i : i + 1], res.tokens[seq.seq_id])
         return res
 
     # ---- CUDA graphs (decode only) ----

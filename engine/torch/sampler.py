@@ -7,7 +7,7 @@ import random
 import torch
 
 from engine.torch.sequence import Sequence
-from engine.types import SamplingParams
+from engine.types import SamplingParams, TokenLogprob
 
 
 def probs(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
@@ -47,3 +47,23 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
         for i in drawn:
             out[i] = sample_row(logits[i], seqs[i])
     return out.tolist()  # the one host sync of the step
+
+
+def token_logprobs(logits: torch.Tensor, token_ids: list[int], n: int) -> list[TokenLogprob]:
+    """Each row's chosen token's log-probability under the raw distribution (no temperature or
+    truncation, as vLLM reports by default) and the n likeliest tokens with theirs."""
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = lp.gather(-1, torch.tensor(token_ids, device=lp.device).view(-1, 1)).view(-1).tolist()
+    if n:
+        top = torch.topk(lp, n, dim=-1)
+        ids, vals = top.indices.tolist(), top.values.tolist()
+    else:
+        ids = vals = [[] for _ in token_ids]
+    return [TokenLogprob(t, c, list(zip(i, v))) for t, c, i, v in zip(token_ids, chosen, ids, vals)]
+
+
+def add_logprobs(res_logprobs: dict, seq: Sequence, logits: torch.Tensor, token_ids: list[int]) -> None:
+    """Record seq's logprobs for the tokens it produced this step (one logits row each), if asked."""
+    n = seq.params.logprobs
+    if n is not None and token_ids:
+        res_logprobs[seq.seq_id] = token_logprobs(logits[: len(token_ids)], token_ids, n)

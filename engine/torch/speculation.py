@@ -171,6 +171,8 @@ class Speculator:
             else:
                 res.tokens[seq.seq_id] = self._verify(seq, logits[rows], greedy_rows[rows])
                 res.accepted_tokens += len(res.tokens[seq.seq_id]) - 1
+            if seq.params.logprobs is not None:  # the j-th token came from the row after j tokens
+                sampler.add_logprobs(res.logprobs, seq, logits[rows], res.tokens[seq.seq_id])
         return res
 
     def _verify(self, seq: Sequence, logits: torch.Tensor, greedy: list[int]) -> list[int]:

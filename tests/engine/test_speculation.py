@@ -340,3 +340,50 @@ def test_measured_step_costs_survive_a_speculation_switch(tiny_dir):
     pol = b.speculator.policy
     assert sorted(pol.rows) == [1, 9] and pol.step_time(9) == pytest.approx(0.03)
     assert pol.plan([(S("r"), 8)], 1, False) == {} and "plain step" in pol.reason  # re-measured first
+
+
+# ---- logprobs ----
+
+def _reference_logprobs(path, prompt: list[int], out: list[int]) -> torch.Tensor:
+    """transformers' log-softmax at each output position, teacher-forced on prompt + output."""
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    with torch.inference_mode():
+        logits = hf(torch.tensor([prompt + out])).logits[0, len(prompt) - 1 : -1]
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+@pytest.mark.parametrize("mode,options", [
+    ("off", {}),
+    ("self", {"spec_options": {"self_layers": 4}}),  # every draft accepted: tokens come from verify rows
+])
+def test_logprobs_are_the_models_own_on_plain_and_verified_tokens(tiny_dir, mode, options):
+    p = prompts(1, seed=5)[0]
+    with Engine(backend(tiny_dir, speculation=mode, block_size=4, **options), None, "torch") as eng:
+        events: list = []
+        eng.add_listener(events.append)
+        r = eng.submit("", SamplingParams(max_tokens=12, temperature=0, ignore_eos=True, logprobs=3),
+                       prompt_token_ids=p).result(timeout=120)
+    if mode != "off":
+        assert r.metrics.spec_accepted_tokens > 0
+    ref = _reference_logprobs(tiny_dir, p, r.token_ids)
+    assert [t.token_id for t in r.logprobs] == r.token_ids
+    for k, t in enumerate(r.logprobs):
+        assert t.logprob == pytest.approx(ref[k, t.token_id].item(), abs=1e-4)
+        top = torch.topk(ref[k], 3)
+        assert [i for i, _ in t.top] == top.indices.tolist()
+        assert [v for _, v in t.top] == pytest.approx(top.values.tolist(), abs=1e-4)
+        assert t.top[0][0] == t.token_id  # greedy: the chosen token is the likeliest
+    streamed = [lp for e in events if getattr(e, "logprobs", None) for lp in e.logprobs]
+    assert [t.token_id for t in streamed] == r.token_ids
+
+
+def test_logprobs_only_when_asked_and_in_range(tiny_dir):
+    p = prompts(1, seed=6)[0]
+    with Engine(backend(tiny_dir, speculation="off"), None, "torch") as eng:
+        assert eng.submit("", SamplingParams(max_tokens=3, temperature=0), prompt_token_ids=p).result(60).logprobs is None
+        r = eng.submit("", SamplingParams(max_tokens=3, temperature=0.9, seed=1, logprobs=0), prompt_token_ids=p).result(60)
+        assert len(r.logprobs) == len(r.token_ids) and all(t.top == [] and t.logprob <= 0 for t in r.logprobs)
+    with pytest.raises(EngineError, match="logprobs"):
+        SamplingParams(logprobs=21)

@@ -236,12 +236,16 @@ def warm_up(base_url: str, model: str, n: int = 4) -> None:
 
 
 def interleaved(clients: dict, repeats: int) -> dict:
-    """Each client `repeats` times, alternating, fresh seeds shared by both within a round."""
+    """Each client `repeats` times, alternating, every run on its own seed: a run that repeated
+    the prompts of the one before would find them in the server's prefix cache (vLLM's and ours
+    both keep it), and its TTFT would be the cache's, not the server's."""
     runs: dict[str, list] = {k: [] for k in clients}
+    seed = 1000
     for r in range(repeats):
         order = list(clients) if r % 2 == 0 else list(reversed(clients))
         for name in order:
-            runs[name].append(pick(clients[name](1000 + r)))
+            seed += 1
+            runs[name].append(pick(clients[name](seed)))
             log(f"{name} round {r}: {runs[name][-1]}")
     return {k: {"median": medians(v), "each": v} for k, v in runs.items()}
 
