@@ -268,3 +268,11 @@ def test_attribution_planted_binary_cause_and_overlap():
     assert out["speculation"].tail_value == 1.0 and out["speculation"].rest_value == pytest.approx(6 / 56)
     assert out["prompt_tokens"].test == "mann-whitney" and not out["prompt_tokens"].significant
     assert out["speculation"].p_value == pytest.approx(2 * out["speculation"].p_raw)  # Holm over two features
+
+
+def test_batch_at_arrival_counts_the_others_in_flight():
+    from sessions.latency import batch_at_arrival
+
+    # the third never finished: it counts for itself, not for those after it
+    assert batch_at_arrival([0, 1, 2, 10], [5, 3, None, 11]) == [0, 1, 2, 0]
+    assert batch_at_arrival([0, 5], [5, 6]) == [0, 0]  # one finishing as the next arrives is not in flight
