@@ -22,6 +22,7 @@ from sessions.latency import (  # noqa: E402
     latency_report,
     parse_budget_key,
 )
+from engine.types import percentile  # noqa: E402
 from sessions.store import Store  # noqa: E402
 from sessions.tail import attribute_tail, holm, rank_sum_exact_p  # noqa: E402
 from tests.sessions.latency_runs import record_run, tiny_model, torch_engine  # noqa: E402
@@ -110,11 +111,14 @@ def test_budgets_from_a_toml_slo_table(runs, tmp_path):
         e2el_p95 = base.e2el.p95_ms
         cfg = tmp_path / "workbench.toml"
         cfg.write_text(f"[slo]\nttft_p95_ms = {ttft_p95 * 2:.3f}\ne2el_p95_ms = {e2el_p95 / 2:.3f}\n"
-                       "p99_decode_ms = 100000\n")
+                       "p99_decode_ms = 100000\ntpot_p95_ms = 100000\n")
         slo = load_config(cfg)["slo"]
         rep = latency_for_run(store, planted, slo)
+        recorded_tpot = [r[0] for r in store.execute("SELECT tpot_ms FROM requests WHERE session_id = ?", [planted]).fetchall()]
     checks = {b.metric: b for b in rep.budgets}
-    assert set(checks) == {"ttft_p95_ms", "e2el_p95_ms", "p99_decode_ms"}
+    assert set(checks) == {"ttft_p95_ms", "e2el_p95_ms", "p99_decode_ms", "tpot_p95_ms"}
+    assert checks["tpot_p95_ms"].ok and checks["tpot_p95_ms"].stage == "decode"
+    assert checks["tpot_p95_ms"].value_ms == pytest.approx(percentile(recorded_tpot, 95))
     assert checks["ttft_p95_ms"].ok and checks["ttft_p95_ms"].value_ms == pytest.approx(ttft_p95)
     assert not checks["e2el_p95_ms"].ok and checks["e2el_p95_ms"].value_ms == pytest.approx(e2el_p95)
     assert checks["e2el_p95_ms"].stage == "prefill" and checks["p99_decode_ms"].stage == "decode"
