@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from sessions.latency import latency_report  # noqa: E402
 from sessions.report import build_report  # noqa: E402
 from sessions.store import Store  # noqa: E402
-from tests.sessions.latency_runs import record_run, tiny_model, torch_engine  # noqa: E402
+from tests.sessions.latency_runs import engine_on, record_run, tiny_model  # noqa: E402
 
 TRACE = ROOT / "tests" / "fixtures" / "traces" / "openhands" / "multi_swe_bench-output.jsonl"
 
@@ -39,10 +39,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
     d = Path(tempfile.mkdtemp())
-    eng = torch_engine(tiny_model(d / "model", hidden=64, layers=2))
     with Store(d / "b.duckdb") as store:
-        run_id, _ = record_run(eng, store, n=a.requests, long_at=set(range(7, a.requests, 20)))
-        eng.close()
+        with engine_on(tiny_model(d / "model", hidden=64, layers=2)) as eng:
+            run_id, _ = record_run(eng, store, n=a.requests, long_at=set(range(7, a.requests, 20)))
         from sessions.traces.importers import parse_file
         from sessions.traces.store import save_parsed, get_trace
 

@@ -3,12 +3,13 @@ runs whose requests differ only where a test plants a cause (prompt length)."""
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 VOCAB = 300
 
 
-def tiny_model(d: Path, hidden: int = 256, layers: int = 4) -> Path:
+def tiny_model(d: Path, hidden: int = 384, layers: int = 4) -> Path:
     """An HF folder: a random Llama wide enough that a 10x longer prompt costs clearly more to
     prefill than the step overhead, and a word-level tokenizer."""
     import torch
@@ -28,6 +29,8 @@ def tiny_model(d: Path, hidden: int = 256, layers: int = 4) -> Path:
 
 
 def torch_engine(model_dir: Path, **options):
+    """One intra-op thread by default: on a shared two-core machine a two-thread parallel region
+    waits for whichever thread the OS parks, and a 5 ms prefill becomes 50 (a planted cause drowns)."""
     from engine import Engine
     from engine.model_source import ModelSpec
     from engine.torch.backend import TorchBackend
@@ -35,8 +38,23 @@ def torch_engine(model_dir: Path, **options):
 
     options.setdefault("measure_bandwidth", False)
     options.setdefault("speculation", "off")
+    options.setdefault("n_threads", 1)
     return Engine(TorchBackend(ModelSpec("tiny", "hf_dir", str(model_dir)), TorchConfig(device="cpu", **options)),
                   None, "torch")
+
+
+@contextmanager
+def engine_on(model_dir: Path, **options):
+    """torch_engine, closed afterwards, with torch's thread count (process-wide) put back."""
+    import torch
+
+    before = torch.get_num_threads()
+    eng = torch_engine(model_dir, **options)
+    try:
+        yield eng
+    finally:
+        eng.close()
+        torch.set_num_threads(before)
 
 
 def prompt_ids(rng: random.Random, n: int) -> list[int]:
