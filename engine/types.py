@@ -131,6 +131,8 @@ class RequestMetrics:
     spec_draft_tokens: int = 0
     spec_accepted_tokens: int = 0
     spec_verify_steps: int = 0
+    # times the scheduler dropped this request's KV to make room and recomputed it later (torch engine)
+    preemptions: int = 0
     # torch engine: blocks hit, first miss and what broke the match (engine.torch.prefix_inspector)
     prefix_report: dict[str, Any] | None = None
 
@@ -219,6 +221,7 @@ class RequestMetrics:
             "cached_prompt_tokens": self.cached_prompt_tokens,
             "spec_draft_tokens": self.spec_draft_tokens,
             "spec_accepted_tokens": self.spec_accepted_tokens,
+            "preemptions": self.preemptions,
             "acceptance_rate": self.acceptance_rate,
             "mean_accepted_length": self.mean_accepted_length,
             "output_tokens_per_s": (self.output_tokens - 1) / gen_s if gen_s else None,

@@ -223,14 +223,14 @@ class Recorder:
                 "UPDATE requests SET status=?, finish_reason=?, error=?, text=?, arrival_ns=?, scheduled_ns=?, first_token_ns=?,"
                 " finished_ns=?, prompt_tokens=?, output_tokens=?, cached_prompt_tokens=?, spec_draft_tokens=?,"
                 " spec_accepted_tokens=?, ttft_ms=?, tpot_ms=?, e2el_ms=?, queue_time_ms=?, prefill_time_ms=?,"
-                " prefix_report=?"
+                " prefix_report=?, preemptions=?"
                 " WHERE id=?",
                 # arrival is written again: a remote backend restamps it when the HTTP request leaves
                 [status, r.finish_reason, r.error, r.text, m.arrival_ns, m.scheduled_ns, m.first_token_ns, m.finished_ns,
                  m.prompt_tokens, m.output_tokens, m.cached_prompt_tokens, m.spec_draft_tokens,
                  m.spec_accepted_tokens, d["ttft_ms"], d["tpot_ms"], d["e2el_ms"], d["queue_time_ms"],
                  d["prefill_time_ms"], json.dumps(m.prefix_report) if m.prefix_report is not None else None,
-                 r.request_id],
+                 m.preemptions, r.request_id],
             )
             sid = ev.tags.get("session_id")
             if sid and ev.tags.get("assistant_message") and (r.text or r.finish_reason != "error"):

@@ -122,7 +122,9 @@ def slo_passed(report: dict[str, Any]) -> bool:
 
 # ---- rendering ----
 
-def render(fmt: str, report: dict[str, Any], data: RunData, other: RunData | None = None) -> str:
+def render(fmt: str, report: dict[str, Any], data: RunData, other: RunData | None = None, latency=None) -> str:
+    """`latency` (a sessions.latency.LatencyReport) adds each request's stages to the CSV; the other
+    formats read its summary from report["latency"]."""
     if fmt == "json":
         return json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n"
     if fmt == "md":
@@ -130,7 +132,7 @@ def render(fmt: str, report: dict[str, Any], data: RunData, other: RunData | Non
     if fmt == "csv":
         if other is not None:
             raise SessionsError("--compare works with the html, md and json formats; csv lists one run's requests")
-        return render_csv(data)
+        return render_csv(data, latency)
     if fmt == "html":
         return render_html(report, data, other)
     raise SessionsError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -185,6 +187,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if "slo" in report:
         lines += ["", f"## SLO: {'PASS' if report['slo']['passed'] else 'FAIL'}", ""]
         lines += [f"- {'PASS' if c['passed'] else 'FAIL'} {c['detail']}" for c in report["slo"]["checks"]]
+    if report.get("latency"):
+        lines += ["", "## Where the p95 goes", ""] + _latency_markdown(report["latency"], table)
     if "compare" in report:
         cmp = report["compare"]
         lines += ["", f"## Compared with {cmp['other_run_id']} (other - this run)", ""]
@@ -196,18 +200,31 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 CSV_FIELDS = ["seq", "request_id", "item", "finish_reason", "prompt_tokens", "output_tokens", "ttft_ms", "tpot_ms",
               "e2el_ms", "mean_itl_ms", "max_itl_ms", "arrival_offset_ms", "error"]
+# from the latency analysis: the stages that add up to e2el, the tail features, and whether it is in the tail
+CSV_LATENCY_FIELDS = ["queue_ms", "prefill_ms", "decode_ms", "cached_prompt_tokens", "preemptions", "batch_at_arrival",
+                      "speculation", "in_p95_tail"]
 
 
-def render_csv(data: RunData) -> str:
+def render_csv(data: RunData, latency=None) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
+    w.writerow(CSV_FIELDS + (CSV_LATENCY_FIELDS if latency is not None else []))
+    rows = {r.id: r for r in latency.rows} if latency is not None else {}
     t0 = min((r.arrival_ns for r in data.records), default=0)
     for i, r in enumerate(data.records):
         itl = r.itl_ms
-        w.writerow([i, r.request_id, r.item or "", r.finish_reason or "running", r.prompt_tokens, r.output_tokens,
-                    _num(r.ttft_ms), _num(r.tpot_ms), _num(r.e2el_ms), _num(sum(itl) / len(itl) if itl else None),
-                    _num(max(itl) if itl else None), _num((r.arrival_ns - t0) / 1e6), r.error or ""])
+        out = [i, r.request_id, r.item or "", r.finish_reason or "running", r.prompt_tokens, r.output_tokens,
+               _num(r.ttft_ms), _num(r.tpot_ms), _num(r.e2el_ms), _num(sum(itl) / len(itl) if itl else None),
+               _num(max(itl) if itl else None), _num((r.arrival_ns - t0) / 1e6), r.error or ""]
+        if latency is not None:
+            lr = rows.get(r.request_id)  # absent: not completed, not measured
+            st = lr.stages if lr else {}
+            ft = lr.features if lr else {}
+            out += [_num(st.get("queue")), _num(st.get("prefill")), _num(st.get("decode"))]
+            out += ["" if ft.get(k) is None else int(ft[k]) for k in ("cached_prompt_tokens", "preemptions",
+                                                                       "batch_at_arrival", "speculation")]
+            out.append("" if lr is None else int(lr.in_tail))
+        w.writerow(out)
     return buf.getvalue()
 
 
@@ -380,6 +397,12 @@ def render_html(report: dict[str, Any], data: RunData, other: RunData | None = N
                  f'<span style="color:{COLOR_DECODE}">&#9632;</span> streaming</figcaption></figure></div>')
     parts.append("<h2>Latency</h2>" + _html_table(LATENCY_HEADER, _latency_rows(report)))
     parts.append("<h2>Throughput</h2>" + _html_table(["field", "value"], [[k, _f(report.get(k))] for k in THROUGHPUT_FIELDS]))
+    if report.get("latency"):
+        lat = report["latency"]
+        parts.append("<h2>Where the p95 goes</h2>" + f'<p class="verdict">{html.escape(lat["verdict"])}</p>')
+        for header, rows in _latency_tables(lat):
+            parts.append(_html_table(header, rows))
+        parts += [f"<p>note: {html.escape(n)}</p>" for n in lat["notes"]]
     if "compare" in report:
         cmp = report["compare"]
         parts.append(f"<h2>Compared with {html.escape(cmp['other_run_id'])} (other &minus; this run)</h2>")
@@ -393,20 +416,65 @@ def render_html(report: dict[str, Any], data: RunData, other: RunData | None = N
             + "\n".join(parts) + "</body></html>\n")
 
 
+def latency_section(store: Store, data: RunData, budgets: dict[str, float] | None = None):
+    """The latency budget and tail analysis of a loaded run or session (sessions.latency), or None
+    when it has no completed request to measure."""
+    from sessions.latency import NoDataError, latency_for_run, latency_for_session
+
+    sid = data.info["run_id"]
+    try:
+        if data.info.get("workload") is not None:
+            return latency_for_run(store, sid, budgets)
+        return latency_for_session(store, sid, budgets)
+    except NoDataError:
+        return None
+
+
+def _latency_tables(lat: dict[str, Any]) -> list[tuple[list[str], list[list[str]]]]:
+    unit = "step" if lat["unit"] == "step" else "e2el"
+    stages = [["stage", "p50", "p95", "p99", "mean", "share of p95"],
+              [[unit if s is lat["e2el"] else s["name"], _f(s["p50_ms"]), _f(s["p95_ms"]), _f(s["p99_ms"]),
+                _f(s["mean_ms"]), f"{s['share_of_p95']:.0%}"] for s in [lat["e2el"], *lat["stages"], *lat["derived"]]]]
+    out = [(stages[0], stages[1])]
+    if lat["budgets"]:
+        out.append((["budget", "limit ms", "value ms", "verdict", "stage"],
+                    [[b["metric"], _f(b["limit_ms"]), _f(b["value_ms"]), "ok" if b["ok"] else "BLOWN", b["stage"]]
+                     for b in lat["budgets"]]))
+    out.append((["tail feature", "tail median", "rest median", "p (Holm)", "significant", "note"],
+                [[f["feature"], f"{f['tail_value']:.0%}" if f["binary"] else _f(f["tail_value"]),
+                  f"{f['rest_value']:.0%}" if f["binary"] else _f(f["rest_value"]),
+                  "n/a" if f["p_value"] is None else f"{f['p_value']:.3g}", "yes" if f["significant"] else "no",
+                  f["note"]] for f in lat["tail"]]))
+    return out
+
+
+def _latency_markdown(lat: dict[str, Any], table) -> list[str]:
+    lines = [lat["verdict"], ""]
+    for header, rows in _latency_tables(lat):
+        lines += table(header, rows) + [""]
+    lines += [f"- tail: {len(lat['tail_ids'])} request(s) at or above the p95"]
+    lines += [f"- note: {n}" for n in lat["notes"]]
+    return lines
+
+
 def write_report(store: Store, run_or_session: str, fmt: str, *, slo: dict[str, float] | None = None,
-                 compare_to: str | None = None) -> tuple[str, dict[str, Any]]:
-    """The text of the report in `fmt` and the JSON report it came from (for the SLO verdict)."""
+                 compare_to: str | None = None, budgets: dict[str, float] | None = None) -> tuple[str, dict[str, Any]]:
+    """The text of the report in `fmt` and the JSON report it came from (for the SLO verdict).
+    `budgets` ([slo] table names: ttft_p95_ms, ...) are judged in the latency section."""
     if fmt not in FORMATS:
         raise SessionsError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     data = load_run(store, run_or_session)
     report = report_from(data, slo)
+    latency = latency_section(store, data, budgets)
+    if latency is not None:
+        report["latency"] = latency.to_dict()
     other = None
     if compare_to:
         other = load_run(store, compare_to)
         report["compare"] = {"other_run_id": other.info["run_id"],
                              **compare(report, report_from(other, slo), data.records, other.records)}
-    return render(fmt, report, data, other), report
+    return render(fmt, report, data, other, latency), report
 
 
-__all__ = ["FORMATS", "RunData", "SloCheck", "build_report", "load_run", "render", "report_from", "slo_passed",
-           "write_report"]
+__all__ = ["FORMATS", "RunData", "SloCheck", "build_report", "latency_section", "load_run", "render", "report_from",
+           "slo_passed", "write_report"]

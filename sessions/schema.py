@@ -248,6 +248,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE requests ADD COLUMN prefix_report JSON;  -- engine.torch.prefix_inspector (torch engine)
         """,
     ),
+    (
+        8,
+        "preemptions per request, for latency tail attribution",
+        """
+        ALTER TABLE requests ADD COLUMN preemptions INTEGER;  -- times its KV was dropped and recomputed; NULL = not recorded
+        """,
+    ),
 ]
 
 MIGRATIONS.sort(key=lambda m: m[0])

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "workbench.commands.traces_cmd",
     "workbench.commands.bench_cmd",
     "workbench.commands.report_cmd",
+    "workbench.commands.latency_cmd",
     "workbench.commands.serve_cmd",
     "workbench.commands.cache_cmd",
     "workbench.commands.budget_cmd",

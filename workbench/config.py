@@ -75,6 +75,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lexical_weight": 0.3,  # weight of the keyword-overlap half of the hybrid score
         "embedding_model": "all-MiniLM-L6-v2",
     },
+    # latency budgets in milliseconds, <figure>_<p50|p95|p99|mean>_ms: figures ttft, tpot, e2el, queue,
+    # prefill, decode (requests) and llm, tool, gap (trace steps), e.g. ttft_p95_ms = 500; none by default.
+    # `workbench latency` and `workbench report` say which stage blows each one.
+    "slo": {},
 }
 
 ENV_OVERRIDES = {
@@ -99,6 +103,16 @@ def _check(data: dict[str, Any], source: str) -> None:
             for k, v in values.items():
                 if not isinstance(v, str):
                     raise ConfigError(f"{source}: keymap.{k} must be a key string like 'ctrl+n'")
+            continue
+        if section == "slo":
+            from sessions.latency import BadBudgetError, check_budgets, parse_budget_key
+
+            try:
+                for key in values:
+                    parse_budget_key(key)  # per-request goodput limits (ttft_ms) belong to `report --slo`
+                check_budgets(values)
+            except BadBudgetError as e:
+                raise ConfigError(f"{source}: [slo] {e}") from None
             continue
         for key, value in values.items():
             if key not in DEFAULTS[section]:

@@ -126,6 +126,7 @@ class Scheduler:
         seq.clear_draft()
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
+        seq.request.metrics.preemptions += 1  # recorded per request: a tail that was preempted shows it
         self.num_preemptions += 1
         self.waiting.appendleft(seq)
 

@@ -28,6 +28,22 @@ def _format(args: argparse.Namespace) -> str:
     return {"htm": "html", "markdown": "md"}.get(ext, ext) if ext in ("html", "htm", "md", "markdown", "json", "csv") else "md"
 
 
+def _budgets(args: argparse.Namespace, slo: dict[str, float]) -> dict[str, float]:
+    """The latency section's budgets: the config's [slo], then the --slo summary limits that name a
+    stage percentile (p95_ttft_ms is ttft_p95_ms)."""
+    from sessions.latency import BadBudgetError, check_budgets, parse_budget_key
+    from workbench.context import config_for
+
+    out = dict(config_for(args).get("slo") or {})
+    for key, limit in slo.items():
+        try:
+            parse_budget_key(key)
+        except BadBudgetError:
+            continue  # per-request goodput limits and ITL summaries: the SLO checks judge those
+        out[key] = limit
+    return check_budgets(out)
+
+
 def run(args: argparse.Namespace) -> int:
     from sessions.metrics import parse_slo
     from sessions.report import slo_passed, write_report
@@ -35,13 +51,14 @@ def run(args: argparse.Namespace) -> int:
     from workbench.context import db_path, open_store
 
     slo = parse_slo(args.slo)
+    budgets = _budgets(args, slo)
     fmt = _format(args)
     path = db_path(args)
     from sessions.store import default_db_path
 
     exists = os.path.exists(path or default_db_path())
     with open_store(args, read_only=exists) as store:
-        text, report = write_report(store, args.run, fmt, slo=slo, compare_to=args.compare)
+        text, report = write_report(store, args.run, fmt, slo=slo, compare_to=args.compare, budgets=budgets)
     if args.out:
         try:
             with open(args.out, "w", encoding="utf-8") as f:
