@@ -7,9 +7,8 @@ import os
 
 import torch
 
+from engine.torch.config import KERNEL_CHOICES
 from engine.types import EngineError
-
-KERNEL_CHOICES = ("auto", "triton", "torch")
 
 
 def triton_importable() -> tuple[bool, str]:
