@@ -237,7 +237,7 @@ class ModelRunner:
             if len(rows) != input_ids.shape[0]:
                 logits = logits[self._tensor(rows)]
             res.used_graph = True
-        elif self.use_graphs and not meta.prefills and len(rows) == meta.num_decode <= self.graph_max_bs:
+        elif self.use_graphs and self.kernels is None and not meta.prefills and len(rows) == meta.num_decode <= self.graph_max_bs:
             logits = self._run_graph(input_ids, positions, meta)[: len(rows)]
             res.used_graph = True
         else:

@@ -32,7 +32,7 @@ def _paged_attention_kernel(
     dimension of the dots), one split of the row's context. A row attends to its first RowCtx
     tokens: a decode row to its whole sequence, a verify row causally up to itself."""
     t = tl.program_id(0)
-    kvh = tl.program_id(1)
+    kvh = tl.program_id(1).to(tl.int64)  # offsets into a cache of many GB: 64-bit
     split = tl.program_id(2)
     ctx = tl.load(RowCtx + t)
     seq = tl.load(RowSeq + t).to(tl.int64)
@@ -41,7 +41,7 @@ def _paged_attention_kernel(
     offs_n = tl.arange(0, BLOCK_N)
     mask_h = offs_h < GROUP
     mask_d = offs_d < HEAD_DIM
-    heads = kvh * GROUP + offs_h
+    heads = (kvh * GROUP + offs_h).to(tl.int32)
     q = tl.load(Q + t.to(tl.int64) * stride_qt + heads[:, None] * stride_qh + offs_d[None, :],
                 mask=mask_h[:, None] & mask_d[None, :], other=0.0)
     # this split's share of the context, whole tiles each (a row shorter than the splits leaves
@@ -178,7 +178,7 @@ def _store_kv_kernel(K, V, KC, VC, Slots, stride_kt, stride_kh, stride_vt, strid
     t64 = t.to(tl.int64)
     k = tl.load(K + t64 * stride_kt + offs_h[:, None] * stride_kh + offs_d[None, :], mask=mask)
     v = tl.load(V + t64 * stride_vt + offs_h[:, None] * stride_vh + offs_d[None, :], mask=mask)
-    dst = offs_h[:, None] * stride_ch + slot * stride_cs + offs_d[None, :]
+    dst = offs_h.to(tl.int64)[:, None] * stride_ch + slot * stride_cs + offs_d[None, :]
     tl.store(KC + dst, k, mask=mask)
     tl.store(VC + dst, v, mask=mask)
 
