@@ -46,3 +46,18 @@ def test_a_named_backend_is_taken_as_asked(gpu):
     assert pick_backend(EMBEDDED, "torch", device="cpu") == "torch"
     with pytest.raises(EngineError, match="unknown backend"):
         pick_backend(EMBEDDED, "vllm")
+
+
+def test_without_triton_the_gpu_path_falls_back_to_the_torch_ops(monkeypatch):
+    """triton is optional: "auto" runs the torch reference ops, "triton" is one clear error."""
+    import importlib.util
+
+    from engine.torch import kernels
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(kernels.importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a))
+    assert kernels.triton_importable() == (False, "triton is not installed")
+    assert kernels.resolve_kernels("auto", torch.device("cuda")) is None
+    assert kernels.resolve_kernels("torch", torch.device("cuda")) is None
+    with pytest.raises(EngineError, match="kernels='triton' asked for, but triton is not installed"):
+        kernels.resolve_kernels("triton", torch.device("cuda"))
