@@ -103,14 +103,15 @@ class ModelRunner:
 
     def activation_bytes(self) -> int:
         """What one step may allocate besides weights and KV: the widest step's activations (a
-        full token budget of prefill), its logits and sampling copies in fp32, a prefill chunk's
+        full token budget of prefill), the graphs' and a step's logits in fp32, a prefill chunk's
         GQA-expanded keys and values, split-K partials, and 1 GiB for cuBLAS workspaces, the
         graph pool's own bookkeeping and fragmentation."""
         c, cfg, elt = self.cfg, self.config, torch.finfo(self.dtype).bits // 8
         qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim
         per_token = qkv + c.num_heads * c.head_dim + 3 * c.intermediate_size + 4 * c.hidden_size
         acts = cfg.max_num_batched_tokens * per_token * elt
-        logits = cfg.max_num_seqs * c.vocab_size * 4 * 3
+        # fp32 logits: the graphs' shared output buffer, a step's own and sampling's copies
+        logits = 3 * cfg.max_num_seqs * c.vocab_size * 4
         chunk_kv = 2 * cfg.max_model_len * c.num_heads * c.head_dim * elt
         splits = cfg.max_num_seqs * c.num_heads * (c.head_dim + 1) * 4 * 32
         return acts + logits + chunk_kv + splits + 1024**3
@@ -250,7 +251,7 @@ class ModelRunner:
     # ---- CUDA graphs (decode only) ----
     def _init_graph_buffers(self) -> None:
         self.graph_max_bs = self.config.max_num_seqs
-        self.graph_batch_sizes = sorted({1, 2, 4, 8, *range(16, self.graph_max_bs + 1, 16), self.graph_max_bs})
+        self.graph_batch_sizes = graph_buckets(self.graph_max_bs)
         self.max_width = -(-self.config.max_model_len // self.block_size)
         n, dev = self.graph_max_bs, self.device
         self.g_input_ids = torch.zeros(n, dtype=torch.long, device=dev)
@@ -261,6 +262,7 @@ class ModelRunner:
         # the Triton graphs' rows: which table row each packed row reads (g_tables), its context
         self.g_row_seq = torch.zeros(n, dtype=torch.long, device=dev)
         self.g_row_ctx = torch.ones(n, dtype=torch.long, device=dev)
+        self.g_logits = torch.zeros(n, self.cfg.vocab_size, dtype=torch.float32, device=dev)
         self.graph_pool = None
 
     # ---- CUDA graphs over kernel rows (Triton): one per row-count bucket, any context length ----
@@ -275,8 +277,9 @@ class ModelRunner:
             for b in reversed(self.graph_batch_sizes):  # widest first: the rest reuse its pool
                 if (b, -1) not in self.graphs:
                     self.graphs[(b, -1)] = self._capture_rows(b)
-        self.graph_capture_ms += (time.perf_counter() - t0) * 1e3
-        return (time.perf_counter() - t0) * 1e3
+        ms = (time.perf_counter() - t0) * 1e3
+        self.graph_capture_ms += ms
+        return ms
 
     def _rows_graph_fits(self, input_ids: torch.Tensor, meta: AttentionMetadata) -> bool:
         """Every row is a kernel row (decodes, verify rows, short chunks) and the graphs have a bucket."""
@@ -325,22 +328,26 @@ class ModelRunner:
         return self._capture_forward(b, meta)
 
     def _capture_forward(self, b: int, meta: AttentionMetadata) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        out = self.g_logits[:b]
+
         def forward():
+            # into the one logits buffer all graphs share (one replays at a time; the caller
+            # reads it before the next): the graph's own temporaries go back to the pool
             h = self.model(self.g_input_ids[:b], self.g_positions[:b], self.kv_cache, meta)
-            return self.model.compute_logits(h)
+            out.copy_(self.model.compute_logits(h))
 
         if self.device.type != "cuda":  # the static-buffer path without CUDA (tests on a CPU)
             replay = _Replay(forward)
-            return replay, replay.logits
+            return replay, out
         forward()  # warm-up outside capture (allocator, kernels)
         torch.cuda.synchronize(self.device)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.graph_pool):
-            logits = forward()
+            forward()
         if self.graph_pool is None:
             self.graph_pool = graph.pool()
         torch.cuda.synchronize(self.device)
-        return graph, logits
+        return graph, out
 
     def _run_graph(self, input_ids, positions, meta: AttentionMetadata) -> torch.Tensor:
         n = input_ids.shape[0]
@@ -398,17 +405,22 @@ class ModelRunner:
         return seqs, self.model.compute_logits(x)
 
 
+def graph_buckets(max_rows: int) -> list[int]:
+    """Row counts a CUDA graph is captured for: 1, 2, 4, 8, then every 16 up to max_rows."""
+    return sorted({1, 2, 4, 8, *range(16, max_rows + 1, 16), max_rows})
+
+
 class _Replay:
     """A CUDA graph's contract without CUDA: replay() runs the captured forward again over the same
-    static buffers and leaves its logits in the same tensor. It lets the CPU test what the graphs
-    depend on (static block tables and context lengths, padding rows, the trash slot)."""
+    static buffers, into the same logits buffer. It lets the CPU test what the graphs depend on
+    (static block tables and context lengths, padding rows, the trash slot)."""
 
     def __init__(self, forward):
         self.forward = forward
-        self.logits = forward()
+        forward()
 
     def replay(self) -> None:
-        self.logits.copy_(self.forward())
+        self.forward()
 
 
 def _sample_rows(order: list[ScheduledSeq]) -> tuple[list[int], list[Sequence]]:
