@@ -4,6 +4,7 @@ greedy outputs identical, speculation's verify rows through the same kernel, the
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported anywhere
 
@@ -26,10 +27,10 @@ TINY = ModelConfig(model_type="llama", vocab_size=VOCAB, hidden_size=64, interme
                    max_position_embeddings=256, tie_word_embeddings=False)
 
 
-def engine(dtype: str = "float32", **options) -> Engine:
+def engine(dtype: str = "float32", cfg: ModelConfig = TINY, **options) -> Engine:
     options.setdefault("measure_bandwidth", False)
     options.setdefault("num_kv_blocks", 48)  # the interpreter copies every tensor argument per launch
-    b = TorchBackend.from_config(TINY, TorchConfig(device="cpu", dtype=dtype, **options))
+    b = TorchBackend.from_config(cfg, TorchConfig(device="cpu", dtype=dtype, **options))
     b.model.init_random(std=0.25)  # sharp logits: greedy has no near-ties between the two paths
     return Engine(b, None, "torch")
 
@@ -73,11 +74,12 @@ def test_speculative_verify_rows_through_the_kernel_keep_greedy_outputs():
     assert st["spec_verify_steps"] > 0 and st["acceptance_rate"] == 1.0
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_fused_forward_agrees_with_the_torch_ops(dtype):
+@pytest.mark.parametrize("dtype,arch", [("float32", "llama"), ("bfloat16", "llama"), ("float32", "qwen3")])
+def test_fused_forward_agrees_with_the_torch_ops(dtype, arch):
     """One prefill of the same model, fused Triton ops (norm+residual, rope, KV write,
-    SiLU-mul) vs the torch ops."""
-    eng = engine(dtype=dtype, kernels="triton", speculation="off")
+    SiLU-mul; Qwen3's per-head q/k norms) vs the torch ops."""
+    cfg = TINY if arch == "llama" else replace(TINY, model_type="qwen3", qk_norm=True, attention_bias=True)
+    eng = engine(dtype=dtype, cfg=cfg, kernels="triton", speculation="off")
     try:
         b = eng.backend
         runner, model = b.runner, b.model
