@@ -1,5 +1,6 @@
 """Attention over the paged KV cache: write the step's keys/values into their slots, then attend
-(the C++ kernel, per-step decode groups, the batched torch reference, or SDPA per prefill chunk)."""
+(the C++ kernel on a CPU, the Triton kernel on a GPU, per-step decode groups, the batched torch
+reference, or SDPA per prefill chunk)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,5 +1,6 @@
 """The model runner: owns the model and the paged KV cache, packs a scheduled batch into tensors,
-runs the forward pass (CUDA graphs for decode-only batches on a GPU) and samples."""
+runs the forward pass (on a GPU, CUDA graphs per row-count bucket for steps of decode and verify
+rows, over static block tables and context lengths) and samples."""
 from __future__ import annotations
 
 import time
