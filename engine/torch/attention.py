@@ -45,6 +45,7 @@ class KernelRows:
     row_ctx: torch.Tensor  # [T] tokens the row attends to, its own included; 0: a long chunk's row
     triton: object = None  # engine.torch.triton_kernels, when it is the Triton kernel's rows
     num_splits: int = 1  # the Triton kernel's split-K over each row's context
+    row_lead: torch.Tensor | None = None  # [T] Triton: rows a program takes from this one (triton_kernels.row_leads)
 
 
 @dataclass(slots=True)
@@ -148,7 +149,8 @@ def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: f
     if kr is not None:  # every row is either the kernel's or part of a long prefill chunk
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
         if kr.triton is not None:
-            kr.triton.paged_attention(q, k_cache, v_cache, kr.tables, kr.row_seq, kr.row_ctx, out, scale, kr.num_splits)
+            kr.triton.paged_attention(q, k_cache, v_cache, kr.tables, kr.row_seq, kr.row_ctx, out, scale, kr.num_splits,
+                                      kr.row_lead)
         else:
             paged_attention_rows(kr.fn, q, k_cache, v_cache, kr.tables, kr.row_seq, kr.row_ctx, out, scale)
         for c in meta.prefills:

@@ -185,12 +185,16 @@ class ModelRunner:
             return None
         width = max(len(t) for t in tables)
         padded = [t + [0] * (width - len(t)) for t in tables]
-        splits = 1
+        splits, leads = 1, None
         if self.kernels is not None:
             live = sum(1 for c in row_ctx if c)
             splits = self.kernels.num_splits_for(live, self.cfg.num_kv_heads, max(row_ctx), self.sm_count)
+            group = self.cfg.num_heads // self.cfg.num_kv_heads
+            leads = [x for s in order for x in ([0] * s.num_tokens if s.num_tokens > KERNEL_MAX_CHUNK else
+                                                self.kernels.row_leads([s.num_tokens], group))]
+            leads = self._tensor(leads)
         return KernelRows(self.attn_kernel, self._tensor(padded), self._tensor(row_seq), self._tensor(row_ctx),
-                          self.kernels, splits)
+                          self.kernels, splits, leads)
 
     def _tables(self, decodes: list[ScheduledSeq], lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(s.seq.block_table) for s in decodes)
@@ -263,6 +267,7 @@ class ModelRunner:
         # the Triton graphs' rows: which table row each packed row reads (g_tables), its context
         self.g_row_seq = torch.zeros(n, dtype=torch.long, device=dev)
         self.g_row_ctx = torch.ones(n, dtype=torch.long, device=dev)
+        self.g_row_lead = torch.ones(n, dtype=torch.long, device=dev)
         self.g_logits = torch.zeros(n, self.cfg.vocab_size, dtype=torch.float32, device=dev)
         self.graph_pool = None
 
@@ -289,7 +294,8 @@ class ModelRunner:
 
     def _capture_rows(self, b: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         splits = self.kernels.num_splits_for(b, self.cfg.num_kv_heads, self.config.max_model_len, self.sm_count)
-        rows = KernelRows(None, self.g_tables, self.g_row_seq[:b], self.g_row_ctx[:b], self.kernels, splits)
+        rows = KernelRows(None, self.g_tables, self.g_row_seq[:b], self.g_row_ctx[:b], self.kernels, splits,
+                          self.g_row_lead[:b])
         meta = AttentionMetadata(self.g_slots[:b], b, kernel_rows=rows)
         return self._capture_forward(b, meta)
 
@@ -303,11 +309,13 @@ class ModelRunner:
         self.g_slots[n:b].fill_(self.trash_slot)
         self.g_row_seq[n:b].zero_()
         self.g_row_ctx[n:b].fill_(1)
+        self.g_row_lead[n:b].fill_(1)
         self.g_input_ids[:n].copy_(input_ids)
         self.g_positions[:n].copy_(positions)
         self.g_slots[:n].copy_(meta.slot_mapping)
         self.g_row_seq[:n].copy_(kr.row_seq)
         self.g_row_ctx[:n].copy_(kr.row_ctx)
+        self.g_row_lead[:n].copy_(kr.row_lead)
         self.g_tables[:s, :w].copy_(kr.tables)  # columns past w are never read: rows stop at their context
         if (b, -1) not in self.graphs:
             t0 = time.perf_counter()

@@ -1,5 +1,5 @@
 """The GPU path's Triton kernels: paged decode/verify attention read through the block table (GQA,
-online softmax, split-K with a reduce pass), the paged KV write, and the fused RMSNorm(+residual),
+a verify chunk's rows in one program, online softmax, split-K with a reduce pass), the paged KV write, and the fused RMSNorm(+residual),
 rope and SiLU-mul around it. Imported only when the torch engine picks them (engine/torch/kernels.py):
 the engine runs without triton, and on a CPU these run under the interpreter (TRITON_INTERPRET=1).
 
@@ -21,37 +21,44 @@ _INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"  # read by triton
 
 @triton.jit
 def _paged_attention_kernel(
-    Q, K, V, Tables, RowSeq, RowCtx, Out, PartOut, PartLse,
+    Q, K, V, Tables, RowSeq, RowCtx, RowLead, Out, PartOut, PartLse,
     scale_log2, num_splits,
     stride_qt, stride_qh, stride_kh, stride_kb, stride_ks, stride_tt, stride_ot, stride_oh,
     stride_pt, stride_ph, stride_ps, stride_lt, stride_lh,
-    GROUP: tl.constexpr, BLOCK_H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    PAGE: tl.constexpr, BLOCK_N: tl.constexpr, IS_SPLIT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr, IS_SPLIT: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST: tl.constexpr,
 ):
-    """One program: one query row, one KV head (all GROUP query heads that share it, as the M
-    dimension of the dots), one split of the row's context. A row attends to its first RowCtx
+    """One program: up to BLOCK_Q consecutive query rows of one sequence (RowLead[t] of them from
+    row t; 0: row t is another program's), one KV head, one split of the context. The M dimension
+    of the dots is rows x the GROUP query heads sharing the KV head, so a verify chunk's rows read
+    the sequence's keys and values once, not once per row. Row r attends to its first RowCtx[r]
     tokens: a decode row to its whole sequence, a verify row causally up to itself."""
     t = tl.program_id(0)
     kvh = tl.program_id(1).to(tl.int64)  # offsets into a cache of many GB: 64-bit
     split = tl.program_id(2)
-    ctx = tl.load(RowCtx + t)
+    nq = tl.load(RowLead + t)
     seq = tl.load(RowSeq + t).to(tl.int64)
-    offs_h = tl.arange(0, BLOCK_H)
+    offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
-    mask_h = offs_h < GROUP
+    qi = offs_m // GROUP  # which of the program's rows
+    mask_m = (offs_m < BLOCK_Q * GROUP) & (qi < nq)
     mask_d = offs_d < HEAD_DIM
-    heads = (kvh * GROUP + offs_h).to(tl.int32)
-    q = tl.load(Q + t.to(tl.int64) * stride_qt + heads[:, None] * stride_qh + offs_d[None, :],
-                mask=mask_h[:, None] & mask_d[None, :], other=0.0)
+    rows = (t + qi).to(tl.int64)
+    heads = (kvh * GROUP + offs_m % GROUP).to(tl.int32)
+    ctx_m = tl.load(RowCtx + rows, mask=mask_m, other=0)
+    ctx = tl.max(ctx_m, 0)  # the chunk's last row: causal rows only add tokens
+    q = tl.load(Q + rows[:, None] * stride_qt + heads[:, None] * stride_qh + offs_d[None, :],
+                mask=mask_m[:, None] & mask_d[None, :], other=0.0)
     # this split's share of the context, whole tiles each (a row shorter than the splits leaves
     # the last programs empty; the reduce pass weights those by zero)
     per = tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK_N) * BLOCK_N
     lo = split * per
     hi = tl.minimum(lo + per, ctx)
-    m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_H, BLOCK_D], dtype=tl.float32)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     for start in range(lo, hi, BLOCK_N):
         pos = start + offs_n
         mask_n = pos < hi
@@ -63,10 +70,11 @@ def _paged_attention_kernel(
             s = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)), input_precision="ieee") * scale_log2
         else:
             s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
-        s = tl.where(mask_n[None, :], s, float("-inf"))
+        s = tl.where(mask_n[None, :] & (pos[None, :] < ctx_m[:, None]), s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
+        m_safe = tl.where(m_new > float("-inf"), m_new, 0.0)  # a row with nothing yet: no NaN
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(V + off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
         pv = p.to(v.dtype)
@@ -77,14 +85,14 @@ def _paged_attention_kernel(
         m_i = m_new
     filled = l_i > 0
     o = acc / tl.where(filled, l_i, 1.0)[:, None]
-    live = mask_h & (offs_h * 0 + ctx > 0)  # (a scalar & a vector mask: broadcast first)
+    live = mask_m & (ctx_m > 0)
     if IS_SPLIT:
-        tl.store(PartOut + t.to(tl.int64) * stride_pt + heads[:, None] * stride_ph + split * stride_ps + offs_d[None, :],
+        tl.store(PartOut + rows[:, None] * stride_pt + heads[:, None] * stride_ph + split * stride_ps + offs_d[None, :],
                  o, mask=live[:, None] & mask_d[None, :])
         lse = tl.where(filled, m_i + tl.log2(tl.where(filled, l_i, 1.0)), float("-inf"))
-        tl.store(PartLse + t.to(tl.int64) * stride_lt + heads * stride_lh + split, lse, mask=live)
+        tl.store(PartLse + rows * stride_lt + heads * stride_lh + split, lse, mask=live)
     else:
-        tl.store(Out + t.to(tl.int64) * stride_ot + heads[:, None] * stride_oh + offs_d[None, :],
+        tl.store(Out + rows[:, None] * stride_ot + heads[:, None] * stride_oh + offs_d[None, :],
                  o.to(Out.dtype.element_ty), mask=live[:, None] & mask_d[None, :])
 
 
@@ -125,12 +133,31 @@ def num_splits_for(rows: int, kv_heads: int, max_context: int, sm_count: int) ->
     return min(n, MAX_SPLITS)
 
 
+def rows_per_program(group: int) -> int:
+    """Query rows one program takes: as many as fill the 16-row M of a tensor-core dot with their
+    GROUP heads each (a decode row alone costs the same; a verify chunk's rows then share reads)."""
+    return max(1, 16 // group)
+
+
+def row_leads(rows_of_chunks: list[int], group: int) -> list[int]:
+    """Per packed row, how many rows its program takes from it (0: another program's row), for
+    chunks of consecutive rows of one sequence each (decode rows: chunks of 1; 0 rows: skipped)."""
+    per = rows_per_program(group)
+    out: list[int] = []
+    for n in rows_of_chunks:
+        for i in range(n):
+            out.append(min(per, n - i) if i % per == 0 else 0)
+    return out
+
+
 def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, tables: torch.Tensor,
                     row_seq: torch.Tensor, row_ctx: torch.Tensor, out: torch.Tensor, scale: float,
-                    num_splits: int = 1) -> torch.Tensor:
+                    num_splits: int = 1, row_lead: torch.Tensor | None = None) -> torch.Tensor:
     """out[t] = attention of q[t] ([heads, d]) over the first row_ctx[t] tokens of sequence
     row_seq[t] (block ids tables[row_seq[t]]); rows with row_ctx == 0 are left as they are.
-    q: [T, H, D] (last dim contiguous, any row stride); caches: [KVH, NB, BS, D]; out: [T, H, D]."""
+    row_lead (row_leads()): which rows start a program over consecutive rows of one sequence;
+    None: every row its own. q: [T, H, D] (last dim contiguous, any row stride); caches:
+    [KVH, NB, BS, D]; out: [T, H, D]."""
     t, h, d = q.shape
     kvh, _, page, _ = k_cache.shape
     assert q.stride(2) == 1 and out.stride(2) == 1 and k_cache.stride(3) == 1 and v_cache.stride() == k_cache.stride()
@@ -138,7 +165,10 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     if t == 0:
         return out
     group = h // kvh
-    block_h = max(16, triton.next_power_of_2(group))
+    if row_lead is None:
+        row_lead = (row_ctx > 0).to(row_ctx.dtype)
+    block_q = rows_per_program(group)
+    block_m = max(16, triton.next_power_of_2(block_q * group))
     block_d = max(16, triton.next_power_of_2(d))
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     split = num_splits > 1
@@ -148,13 +178,13 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     else:
         part, lse = out, row_ctx  # unused by the kernel in this variant
     _paged_attention_kernel[(t, kvh, num_splits)](
-        q, k_cache, v_cache, tables, row_seq, row_ctx, out, part, lse,
+        q, k_cache, v_cache, tables, row_seq, row_ctx, row_lead, out, part, lse,
         scale * _LOG2E, num_splits,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), tables.stride(0),
         out.stride(0), out.stride(1),
         part.stride(0) if split else 0, part.stride(1) if split else 0, part.stride(2) if split else 0,
         lse.stride(0) if split else 0, lse.stride(1) if split else 0,
-        GROUP=group, BLOCK_H=block_h, HEAD_DIM=d, BLOCK_D=block_d, PAGE=page, BLOCK_N=BLOCK_N,
+        GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, HEAD_DIM=d, BLOCK_D=block_d, PAGE=page, BLOCK_N=BLOCK_N,
         IS_SPLIT=split, PRECISION=precision, UPCAST=_INTERPRETING and q.dtype != torch.float32,
     )
     if split:

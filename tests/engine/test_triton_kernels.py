@@ -65,22 +65,35 @@ def test_split_k_agrees_with_one_pass_and_leaves_empty_splits_harmless():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_verify_rows_attend_causally_within_their_sequence(dtype):
-    """Speculative verify: k+1 rows of one sequence, row j sees its first ctx-k+j tokens; a row
-    with context 0 (a long prefill chunk's, attended elsewhere) is left untouched."""
-    gen = torch.Generator().manual_seed(3)
-    kvh, group, d, page = 1, 3, 32, 16
+@pytest.mark.parametrize("group,splits", [(1, 1), (3, 2), (4, 1), (4, 3)])
+def test_verify_rows_attend_causally_within_their_sequence(dtype, group, splits):
+    """Speculative verify: k+1 rows of one sequence, row j sees its first ctx-k+j tokens, several
+    rows per program (row_leads); a row with context 0 (a long prefill chunk's, attended
+    elsewhere) is left untouched. Grouped and one-row-per-program runs agree with the reference."""
+    gen = torch.Generator().manual_seed(3 + group)
+    kvh, d, page = 1, 32, 16
     q, kc, vc, tables, _ = _paged_case(gen, dtype, kvh, group, d, page, [45, 20])
-    row_seq = torch.tensor([0, 0, 0, 0, 1, 1, 1])
-    row_ctx = torch.tensor([42, 43, 44, 45, 18, 19, 0])
-    qr = torch.randn(7, kvh * group, d, generator=gen).to(dtype)
-    out = torch.full_like(qr, 5.0)
-    tk.paged_attention(qr, kc, vc, tables, row_seq, row_ctx, out, d**-0.5, num_splits=2)
-    for r in range(6):
+    row_seq = torch.tensor([0] * 9 + [1, 1, 1])
+    row_ctx = torch.tensor(list(range(37, 46)) + [18, 19, 0])
+    leads = torch.tensor(tk.row_leads([9, 2], group) + [0])
+    assert leads[:9].sum() == 9 and (leads[:9] > 1).any()  # rows really share programs
+    qr = torch.randn(12, kvh * group, d, generator=gen).to(dtype)
+    grouped = tk.paged_attention(qr, kc, vc, tables, row_seq, row_ctx, torch.full_like(qr, 5.0), d**-0.5,
+                                 num_splits=splits, row_lead=leads)
+    alone = tk.paged_attention(qr, kc, vc, tables, row_seq, row_ctx, torch.full_like(qr, 5.0), d**-0.5,
+                               num_splits=splits)
+    for r in range(11):
         ref = decode_attention_ref(qr[r:r + 1].float(), kc.float(), vc.float(), tables[row_seq[r]][None],
                                    row_ctx[r:r + 1], d**-0.5)
-        torch.testing.assert_close(out[r:r + 1].float(), ref, **TOL[dtype])
-    assert (out[6] == 5.0).all()
+        torch.testing.assert_close(grouped[r:r + 1].float(), ref, **TOL[dtype])
+        torch.testing.assert_close(alone[r:r + 1].float(), ref, **TOL[dtype])
+    assert (grouped[11] == 5.0).all() and (alone[11] == 5.0).all()
+
+
+def test_row_leads_split_chunks_by_what_fills_a_dot():
+    assert tk.rows_per_program(4) == 4 and tk.rows_per_program(1) == 16 and tk.rows_per_program(32) == 1
+    assert tk.row_leads([1, 1, 9], 4) == [1, 1, 4, 0, 0, 0, 4, 0, 0, 0, 1]
+    assert tk.row_leads([3], 8) == [2, 0, 1]
 
 
 def test_strided_q_view_of_the_fused_projection():
