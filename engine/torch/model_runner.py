@@ -279,10 +279,15 @@ class ModelRunner:
         if not (self.use_graphs and self.kernels is not None):
             return 0.0
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            for b in reversed(self.graph_batch_sizes):  # widest first: the rest reuse its pool
-                if (b, -1) not in self.graphs:
-                    self.graphs[(b, -1)] = self._capture_rows(b)
+        try:
+            with torch.inference_mode():
+                for b in reversed(self.graph_batch_sizes):  # widest first: the rest reuse its pool
+                    if (b, -1) not in self.graphs:
+                        self.graphs[(b, -1)] = self._capture_rows(b)
+        except RuntimeError as e:  # a driver or kernel that refuses capture: run eagerly, and say so
+            self.graphs.clear()
+            self.use_graphs = False
+            self.attention_path = f"Triton paged attention (CUDA graphs off: {str(e).splitlines()[0][:120]})"
         ms = (time.perf_counter() - t0) * 1e3
         self.graph_capture_ms += ms
         return ms

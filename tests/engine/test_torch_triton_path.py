@@ -150,3 +150,20 @@ def test_graph_static_buffers_give_the_same_tokens():
     assert st["spec_verify_steps"] > 0 and st["acceptance_rate"] == 1.0
     assert any(n > len(ps) for n in replayed)  # verify steps: k + 1 rows per sequence
     assert st["cold_start_ms"]["graph_capture"] > 0
+
+
+def test_a_graph_capture_that_fails_leaves_the_engine_running_eagerly():
+    with engine(kernels="triton", max_num_seqs=4) as eng:
+        runner = eng.backend.runner
+        runner.use_graphs = True
+        runner._init_graph_buffers()
+
+        def refuse(b):
+            raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+        runner._capture_rows = refuse
+        runner.capture_graphs()
+        assert not runner.use_graphs and not runner.graphs
+        assert eng.stats()["attention"] == "Triton paged attention (CUDA graphs off: operation not permitted when stream is capturing)"
+        [r] = generate(eng, prompts(1), 2)
+        assert len(r.token_ids) == 2
