@@ -152,7 +152,7 @@ class Engine:
             b = create_backend(spec, "openai", **options)
             return cls(b, spec, "openai")
         spec = resolve_model(model)
-        name = pick_backend(spec, backend)
+        name = pick_backend(spec, backend, device)
         if name == "torch":
             options.setdefault("device", device)
             options.setdefault("draft", draft)

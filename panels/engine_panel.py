@@ -16,6 +16,23 @@ def _f(x: float | None, fmt: str = ".0f", unit: str = "") -> str:
     return "–" if x is None else f"{x:{fmt}}{unit}"
 
 
+# cold-start stages in the order they happen, by the names Engine.stats()["cold_start_ms"] uses
+COLD_STAGES = (("convert", "convert"), ("load", "load"), ("kv_cache", "KV cache"), ("bandwidth", "bandwidth"),
+               ("graph_capture", "graphs"), ("first_token", "first token"))
+
+
+def cold_start_line(stages: dict[str, float] | None) -> str:
+    """"cold start 2.4 s: load 1.9 s · KV cache 12 ms · ..." (stages absent from `stages` left out)."""
+    if not stages:
+        return ""
+
+    def ms(v: float) -> str:
+        return f"{v / 1e3:.1f} s" if v >= 1000 else f"{v:.0f} ms"
+
+    parts = [f"{label} {ms(stages[key])}" for key, label in COLD_STAGES if key in stages]
+    return f"cold start {ms(sum(stages.values()))}: " + " · ".join(parts)
+
+
 class EnginePanel(Widget):
     DEFAULT_CSS = """
     EnginePanel { layout: vertical; height: auto; }
@@ -86,6 +103,9 @@ class EnginePanel(Widget):
             lines.append(f"prefix cache hit rate {hit * 100:.0f}%")
         if st.get("attention"):
             lines.append(f"attention: {st['attention']}")
+        cold = cold_start_line(st.get("cold_start_ms"))
+        if cold:
+            lines.append(cold)
         if st.get("speculation"):
             reason = st.get("speculation_reason")
             lines.append(f"speculation {st['speculation']}" + (f": {reason}" if reason else ""))

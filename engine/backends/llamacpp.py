@@ -34,6 +34,7 @@ class LlamaCppBackend(Backend):
         kwargs: dict[str, Any] = {"n_ctx": n_ctx, "n_batch": n_batch, "verbose": False}
         if n_threads:
             kwargs["n_threads"] = n_threads
+        t0 = time.perf_counter()
         try:
             with _quiet_stderr():
                 self.llm = Llama(model_path=spec.path, **kwargs)
@@ -41,6 +42,7 @@ class LlamaCppBackend(Backend):
             raise EngineError(f"llama.cpp could not load {spec.name}: {str(e).splitlines()[0]}") from None
         train_ctx = int(self.llm.metadata.get("llama.context_length") or self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture', 'llama')}.context_length") or n_ctx)
         self.context_window = min(self.llm.n_ctx(), train_ctx)
+        self.cold_start_ms = {"load": (time.perf_counter() - t0) * 1e3}  # + first_token, as the torch engine's
         eos = {self.llm.token_eos()}
         eot = self.llm.metadata.get("tokenizer.ggml.eot_token_id")
         if eot is not None:
@@ -171,6 +173,8 @@ class LlamaCppBackend(Backend):
             prefill_tokens=prefill, decode_tokens=0 if prefill else 1,
             running=1, waiting=len(self._queue),
         )
+        if "first_token" not in self.cold_start_ms:
+            self.cold_start_ms["first_token"] = (t1 - req.metrics.arrival_ns) / 1e6
         return [SeqOutput(req.request_id, [int(token)], t1)], event
 
     def stats(self) -> dict[str, Any]:
@@ -180,6 +184,7 @@ class LlamaCppBackend(Backend):
             "prefix_cache_hit_rate": (self._prefix_hits / self._prompt_tokens_seen) if self._prompt_tokens_seen else None,
             "speculation": self.speculation,
             "speculation_reason": self.speculation_reason,
+            "cold_start_ms": dict(self.cold_start_ms),
         }
 
     def close(self) -> None:

@@ -1,5 +1,6 @@
 """Attention over the paged KV cache: write the step's keys/values into their slots, then attend
-(the C++ kernel, per-step decode groups, the batched torch reference, or SDPA per prefill chunk)."""
+(the C++ kernel on a CPU, the Triton kernel on a GPU, per-step decode groups, the batched torch
+reference, or SDPA per prefill chunk)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,12 +36,16 @@ class DecodeGroup:
 
 @dataclass(slots=True)
 class KernelRows:
-    """The rows the C++ kernel attends for (decode rows, short chunks), built once per step."""
+    """The rows a paged kernel attends for (decode rows, short chunks), built once per step: the
+    C++ one on a CPU, or the Triton one (also inside a CUDA graph, over its static buffers)."""
 
-    fn: object  # the loaded kernel (engine.torch.cpu_kernels.paged_attention_kernel())
+    fn: object  # the loaded C++ kernel (engine.torch.cpu_kernels.paged_attention_kernel()), or None
     tables: torch.Tensor  # [S, W] int64 block ids of the sequences those rows belong to
     row_seq: torch.Tensor  # [T] which table each packed row reads
     row_ctx: torch.Tensor  # [T] tokens the row attends to, its own included; 0: a long chunk's row
+    triton: object = None  # engine.torch.triton_kernels, when it is the Triton kernel's rows
+    num_splits: int = 1  # the Triton kernel's split-K over each row's context
+    row_lead: torch.Tensor | None = None  # [T] Triton: rows a program takes from this one (triton_kernels.row_leads)
 
 
 @dataclass(slots=True)
@@ -134,14 +139,20 @@ def causal_mask(n: int, ctx: int, device) -> torch.Tensor:
 
 
 def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
-    """On the CPU, decode rows and short chunks go to the C++ paged kernel (engine/torch/cpu_kernels.py)
-    in one call per layer; without it they attend in groups prepared once per step (a view of
-    consecutive blocks, or one gather + SDPA). The batched-gather torch reference serves CUDA graphs
-    and tests the kernel; long prefill chunks attend per sequence through SDPA."""
+    """Decode rows and short chunks (speculative verify rows) go to a paged kernel in one call per
+    layer: the C++ one on a CPU (engine/torch/cpu_kernels.py), the Triton one on a GPU
+    (engine/torch/triton_kernels.py). Without a kernel they attend in groups prepared once per step
+    (a view of consecutive blocks, or one gather + SDPA) on a CPU, or through the batched-gather
+    torch reference on a GPU (kernels="torch"; it also tests the kernels). Long prefill chunks
+    attend per sequence through SDPA."""
     kr = meta.kernel_rows
     if kr is not None:  # every row is either the kernel's or part of a long prefill chunk
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-        paged_attention_rows(kr.fn, q, k_cache, v_cache, kr.tables, kr.row_seq, kr.row_ctx, out, scale)
+        if kr.triton is not None:
+            kr.triton.paged_attention(q, k_cache, v_cache, kr.tables, kr.row_seq, kr.row_ctx, out, scale, kr.num_splits,
+                                      kr.row_lead)
+        else:
+            paged_attention_rows(kr.fn, q, k_cache, v_cache, kr.tables, kr.row_seq, kr.row_ctx, out, scale)
         for c in meta.prefills:
             s, e = c.start, c.start + c.num_tokens
             out[s:e] = prefill_attention(q[s:e], k[s:e], v[s:e], k_cache, v_cache, c, scale)

@@ -44,11 +44,16 @@ class TorchBackend(Backend):
 
     def __init__(self, spec: ModelSpec, config: TorchConfig):
         self._place(config)  # before the weights load: a bad device fails fast
+        t0 = time.perf_counter()
         folder = weights.model_dir(spec)
+        t1 = time.perf_counter()
+        # cold start by stage, in ms: a GGUF's conversion (~0 once cached), reading and placing the
+        # weights, the KV cache, the bandwidth probe, CUDA graphs, the first request's first token
+        self.cold_start_ms = {"convert": (t1 - t0) * 1e3} if spec.kind == "gguf" else {}
         self.model_name = spec.display_name
         self.tokenizer = _load_tokenizer(folder)
         self.eos_token_ids = weights.eos_ids(folder, self.tokenizer) if self.tokenizer else frozenset()
-        self._setup(ModelConfig.from_hf(weights.read_config(folder)), config, weights.load_tensors(folder))
+        self._setup(ModelConfig.from_hf(weights.read_config(folder)), config, weights.load_tensors(folder), t1)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, config: TorchConfig) -> "TorchBackend":
@@ -58,7 +63,8 @@ class TorchBackend(Backend):
         self._place(config)
         self.model_name = f"random-{cfg.model_type}-{cfg.param_count() / 1e9:.1f}b"
         self.tokenizer, self.eos_token_ids = None, frozenset()
-        self._setup(cfg, config, None)
+        self.cold_start_ms = {}
+        self._setup(cfg, config, None, time.perf_counter())
         return self
 
     def _place(self, config: TorchConfig) -> None:
@@ -70,20 +76,28 @@ class TorchBackend(Backend):
         if config.n_threads:
             torch.set_num_threads(config.n_threads)
 
-    def _setup(self, cfg: ModelConfig, config: TorchConfig, tensors: dict | None) -> None:
-        """Model, KV cache, scheduler and meters for a resolved config; then speculation."""
+    def _setup(self, cfg: ModelConfig, config: TorchConfig, tensors: dict | None, t_load: float) -> None:
+        """Model, KV cache, scheduler and meters for a resolved config; then speculation. t_load:
+        when loading began (perf_counter s), for the cold-start stages."""
         self.cfg = cfg
         attends_to = min(cfg.max_position_embeddings, cfg.sliding_window or cfg.max_position_embeddings)
         self.config = config = config.resolve(self.device.type == "cuda", attends_to)
         self.context_window = config.max_model_len
         self._tok_lock = threading.Lock()
         self.model = build_model(cfg, self.context_window, self.device, self.dtype, tensors)
+        del tensors
+        t_kv = _synced(self.device)
+        self.cold_start_ms["load"] = (t_kv - t_load) * 1e3
         self.runner = ModelRunner(self.model, config)
+        t_bw = _synced(self.device)
+        self.cold_start_ms["kv_cache"] = (t_bw - t_kv) * 1e3
         self.block_manager = BlockManager(self.runner.num_kv_blocks, config.block_size, config.enable_prefix_caching)
         if self.block_manager.inspector is not None:  # prefix reports quote the tokens around a miss
             self.block_manager.inspector.decode = self.decode
         self.scheduler = Scheduler(config, self.block_manager)
         self.bandwidth_gbps = measure_bandwidth_gbps(self.device) if config.measure_bandwidth else 0.0
+        self.cold_start_ms["bandwidth"] = (time.perf_counter() - t_bw) * 1e3
+        self.runner.capture_graphs()  # Triton graphs, every row bucket (0 ms on a CPU: there are none)
         self.meter = RooflineMeter(_weight_bytes(self.model), self.runner.kv_bytes_per_token, self.bandwidth_gbps)
         self._last: StepEvent | None = None
         self._last_roofline: float | None = None
@@ -212,6 +226,9 @@ class TorchBackend(Backend):
                 outputs.append(SeqOutput(s.seq.seq_id, toks, t_sampled, logprobs=res.logprobs.get(s.seq.seq_id)))
         if spec is not None:
             spec.observe(len(batch), res, t_sampled - t_run, plan_ns)
+        if "first_token" not in self.cold_start_ms and res.tokens:
+            first = min(s.seq.request.metrics.arrival_ns for s in batch if s.seq.seq_id in res.tokens)
+            self.cold_start_ms["first_token"] = (t_sampled - first) / 1e6
         self._last = self._step_event(t0, t_sampled, batch, res)
         return outputs, self._last
 
@@ -254,6 +271,8 @@ class TorchBackend(Backend):
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "attention": self.runner.attention_path,
+            "kernels": "triton" if self.runner.kernels is not None else "torch",
+            "cold_start_ms": {**self.cold_start_ms, "graph_capture": self.runner.graph_capture_ms},
             **self._spec_stats(),
         }
 
@@ -280,6 +299,13 @@ def build_model(cfg: ModelConfig, max_positions: int, device, dtype, tensors: di
     model = model.to(dtype).eval().requires_grad_(False)
     model.init_rope(device)  # after to(dtype): the tables stay fp32
     return model
+
+
+def _synced(device: torch.device) -> float:
+    """perf_counter once the device has finished what was queued (a stage's time is its work's)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _weight_bytes(model: LlamaForCausalLM) -> int:

@@ -10,6 +10,7 @@ from engine.types import SPECULATION_MODES, EngineError
 # dtype names taken -> torch's name for them ("auto": bf16 on a GPU, fp32 on a CPU)
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
+KERNEL_CHOICES = ("auto", "triton", "torch")
 SPEC_OPTIONS = ("k_max", "self_layers", "ngram_max", "ngram_min")  # TorchBackend.set_speculation's
 
 
@@ -27,6 +28,10 @@ class TorchConfig:
     n_ctx: int | None = None  # llama.cpp's name for max_model_len: an [engine] n_ctx serves both backends
     enable_prefix_caching: bool = True
     cuda_graphs: bool = True
+    # the device path's kernels: "auto" (Triton on a CUDA GPU when triton imports, else the torch
+    # ops), "triton", or "torch" (the reference ops, for debugging; on a GPU it keeps the dense
+    # per-step KV gather and its memory reservation)
+    kernels: str = "auto"
     n_threads: int | None = None
     measure_bandwidth: bool = True  # for the roofline fraction (a copy benchmark at load)
     draft: str | None = None  # a draft model with the target's tokenizer
@@ -38,6 +43,8 @@ class TorchConfig:
         check_speculation(self.speculation, self.draft)
         if self.dtype != "auto" and self.dtype not in DTYPES:
             raise EngineError(f"unknown dtype {self.dtype!r}: choose one of auto, {', '.join(DTYPES)}")
+        if self.kernels not in KERNEL_CHOICES:
+            raise EngineError(f"unknown kernels {self.kernels!r}: choose one of {', '.join(KERNEL_CHOICES)}")
         unknown = sorted(set(self.spec_options) - set(SPEC_OPTIONS))
         if unknown:
             raise EngineError(f"unknown spec_options {', '.join(unknown)}: choose from {', '.join(SPEC_OPTIONS)}")

@@ -194,6 +194,9 @@ class LlamaForCausalLM(nn.Module):
         # CPU: weights prepacked for the BLAS GEMM at one row count (a speculative verify step's),
         # which then skips packing every weight on every call: (rows, per-layer packs, LM head's)
         self._packed: tuple[int, list[tuple], torch.Tensor] | None = None
+        # engine.torch.triton_kernels when the GPU path runs its fused kernels (set by the model
+        # runner); None: the torch ops
+        self.triton = None
 
     def tie_weights(self) -> None:
         if self.cfg.tie_word_embeddings:
@@ -244,6 +247,8 @@ class LlamaForCausalLM(nn.Module):
         same keys and values those layers write in the full pass."""
         if self._flat is None:
             self._flat = [layer.flat() for layer in self.layers]
+        if self.triton is not None:
+            return self._forward_fused(input_ids, positions, kv_cache, meta, num_layers)
         x = self.embed_tokens(input_ids)
         t = x.shape[0]
         cos = self.rope_cos.index_select(0, positions).to(x.dtype).unsqueeze(1)
@@ -277,6 +282,41 @@ class LlamaForCausalLM(nn.Module):
         out = _linear(F.silu(gate_up[:, :inter]).mul_(gate_up[:, inter:]), w_down, None, p_down)
         out += h
         return out
+
+    def _forward_fused(self, input_ids, positions, kv_cache, meta: AttentionMetadata, num_layers: int | None):
+        """forward() through the Triton kernels: each residual add fused into the norm after it
+        (vLLM's layout: a layer hands on its MLP output and the residual stream), rope in place in
+        the fused q/k/v output, the KV write by slot and SiLU-mul in one pass each. The same
+        roundings as the torch ops, so bf16 results agree with them to the last bit or two."""
+        tk = self.triton
+        c = self.cfg
+        heads, kvh, d, eps, t = c.num_heads, c.num_kv_heads, c.head_dim, c.rms_norm_eps, input_ids.shape[0]
+        q_size, qk_size, scale = heads * d, (heads + kvh) * d, d**-0.5
+        k_caches, v_caches = kv_cache[0].unbind(0), kv_cache[1].unbind(0)
+        x = self.embed_tokens(input_ids)
+        residual = None
+        for i in range(len(self._flat) if num_layers is None else num_layers):
+            w_in, w_qkv, b_qkv, w_o, q_norm, k_norm, w_post, w_gate_up, w_down = self._flat[i]
+            if residual is None:
+                n, residual = tk.rms_norm(x, w_in, eps), x
+            else:
+                n, residual = tk.rms_norm(x, w_in, eps, residual=residual)
+            qkv = F.linear(n, w_qkv, b_qkv)
+            if q_norm is None:  # q and k side by side: one in-place rotation of both
+                tk.rope_(qkv[:, :qk_size].view(t, heads + kvh, d), positions, self.rope_cos, self.rope_sin)
+                q, k = qkv[:, :q_size].view(t, heads, d), qkv[:, q_size:qk_size].view(t, kvh, d)
+            else:
+                q = tk.rope_(tk.rms_norm(qkv[:, :q_size].reshape(t * heads, d), q_norm.weight, eps).view(t, heads, d),
+                             positions, self.rope_cos, self.rope_sin)
+                k = tk.rope_(tk.rms_norm(qkv[:, q_size:qk_size].reshape(t * kvh, d), k_norm.weight, eps).view(t, kvh, d),
+                             positions, self.rope_cos, self.rope_sin)
+            v = qkv[:, qk_size:].view(t, kvh, d)
+            tk.store_kv(k, v, k_caches[i], v_caches[i], meta.slot_mapping)
+            o = paged_attention(q, k, v, k_caches[i], v_caches[i], meta, scale)
+            h = F.linear(o.reshape(t, q_size), w_o)
+            n, residual = tk.rms_norm(h, w_post, eps, residual=residual)
+            x = F.linear(tk.silu_mul(F.linear(n, w_gate_up)), w_down)
+        return tk.rms_norm(x, self.norm.weight, eps, residual=residual)[0]
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         pack = self._packed[2] if self._packed is not None and self._packed[0] == hidden.shape[0] else None

@@ -24,6 +24,12 @@ def test_generate_greedy_is_deterministic_and_measured(embedded_engine):
     assert a.finish_reason in ("stop", "length")
 
 
+def test_cold_start_stages_in_stats(embedded_engine):
+    embedded_engine.generate(["Hi"], SamplingParams(max_tokens=1, temperature=0))
+    cold = embedded_engine.stats()["cold_start_ms"]
+    assert set(cold) == {"load", "first_token"} and cold["load"] > 0 and cold["first_token"] > 0
+
+
 def test_second_identical_prompt_reuses_prefix(embedded_engine):
     p = [{"role": "system", "content": "You answer in one short sentence. " * 10}, {"role": "user", "content": "Name a color."}]
     first, = embedded_engine.generate([p], GREEDY)

@@ -78,3 +78,12 @@ def test_no_prefix_cache_and_preemption_give_the_same_tokens(refs):
         st = eng.stats()
     assert [r.token_ids for r in got] == refs
     assert st["num_preemptions"] > 0 and st["prefix_cache_hit_rate"] == 0
+
+
+def test_cold_start_stages_of_the_embedded_gguf(smol):
+    """A GGUF passes through the conversion stage (a cache hit after the first load); the CPU has
+    no CUDA graphs to capture."""
+    smol.generate("Hi", greedy(1))
+    cold = smol.stats()["cold_start_ms"]
+    assert {"convert", "load", "kv_cache", "graph_capture", "first_token"} <= set(cold)
+    assert cold["graph_capture"] == 0.0 and cold["load"] > 0 and cold["first_token"] > 0
