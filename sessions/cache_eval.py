@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from engine.cache.alignment import AlignmentGuard
 from engine.cache.guards import prompt_features, refusal
 from engine.cache.semantic_cache import CacheScope, SemanticCache, SemanticCacheConfig
 from sessions.errors import SessionsError
@@ -73,7 +74,10 @@ def evaluate(pairs: list[Pair], config: SemanticCacheConfig, embedder: Any = Non
     """Runs every pair through a real SemanticCache (one scope per pair, so pairs never meet)."""
     cache = SemanticCache(
         SemanticCacheConfig(threshold=config.threshold, ttl_s=0, max_entries=len(pairs) + 1,
-                            guards=config.guards, near_miss_band=config.near_miss_band),
+                            guards=config.guards, near_miss_band=config.near_miss_band,
+                            alignment_guard=config.alignment_guard, paraphrase_similarity=config.paraphrase_similarity,
+                            insertion_similarity=config.insertion_similarity,
+                            context_similarity=config.context_similarity),
         embedder=embedder,
     )
     vecs = cache.embed([p.a for p in pairs] + [p.b for p in pairs])
@@ -85,8 +89,12 @@ def evaluate(pairs: list[Pair], config: SemanticCacheConfig, embedder: Any = Non
         probe = cache.probe(p.b, scope, vector=vb[i])
         outcomes.append((p, probe.hit is not None))
         sims.append(float(va[i] @ vb[i]))
-        verdicts.append(refusal(prompt_features(p.a), prompt_features(p.b)))
-    result = {"pairs": len(pairs), "threshold": config.threshold, "guards": config.guards, **_rates(outcomes)}
+        verdict = refusal(prompt_features(p.a), prompt_features(p.b))
+        if verdict is None and config.alignment_guard:
+            verdict = cache.alignment.refusal(p.a, p.b, sims[-1])
+        verdicts.append(verdict)
+    result = {"pairs": len(pairs), "threshold": config.threshold, "guards": config.guards,
+              "alignment_guard": config.alignment_guard, **_rates(outcomes)}
     families = sorted({p.family for p in pairs})
     result["by_family"] = {}
     for fam in families:

@@ -1,5 +1,6 @@
-"""The intent layer before tool dispatch: tool descriptions embedded with all-MiniLM-L6-v2, each
-user turn routed to its top-k tools or to none, scored on a labelled set with the tokens it saves."""
+"""The intent layer before tool dispatch: tool descriptions embedded with all-MiniLM-L6-v2, and
+labelled examples (user turn -> tool called) where there are some; each user turn routed to its
+top-k tools or to none, scored on a labelled set with the tokens it saves."""
 from __future__ import annotations
 
 import json
@@ -143,12 +144,28 @@ class Route:
                 "tokens_saved": self.tokens_all - self.tokens_sent}
 
 
+@dataclass(slots=True)
+class ExampleWeights:
+    """How labelled examples enter the score (fitted on the tuning half of the MetaTool set, see
+    tests/perf/bench_routing_public.py): the description score is kept at `description`, and a tool
+    with examples adds `nearest` times the cosine to its closest example plus `centroid` times the
+    cosine to the mean of its examples. A tool without examples adds its description cosine at the
+    same total weight, so tools nobody has called yet are not pushed down the list."""
+
+    description: float = 0.5
+    nearest: float = 0.5
+    centroid: float = 1.0
+
+
 @dataclass
 class ToolRouter:
     """Embeds the tool list once; `route` costs one query embedding and a matrix product. The score
     is the cosine to the tool's mean view vector plus `lexical_weight` times the idf-weighted share
     of the query's keywords found in the tool's name and description (hybrid retrieval: a small
-    embedding model misses rare exact words like 'inbox' or 'SQL' that a keyword match catches)."""
+    embedding model misses rare exact words like 'inbox' or 'SQL' that a keyword match catches).
+    With `examples` ((user turn, tool name) pairs, e.g. learned from traces) each tool is also the
+    set of turns that called it: descriptions say what a tool does in its author's words, the
+    examples say it in its users' words, and the two together generalise past either one."""
 
     tools: list[dict[str, Any]]
     k: int = 5
@@ -156,6 +173,8 @@ class ToolRouter:
     embedder: Any = None  # engine.embeddings.Embedder
     count_tokens: Callable[[str], int] | None = None
     lexical_weight: float = 0.3
+    examples: Sequence[tuple[str, str]] = ()
+    example_weights: ExampleWeights = field(default_factory=ExampleWeights)
     names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -180,6 +199,27 @@ class ToolRouter:
         n = len(self._docs)
         self._df, self._n = df, n
         self._tokens = [self._definition_tokens(t) for t in self.tools]
+        self._set_examples(self.examples)
+
+    def _set_examples(self, examples: Sequence[tuple[str, str]]) -> None:
+        """Examples of tools not in the list are ignored (a trace may call tools this list lacks)."""
+        import numpy as np
+
+        index = {n: j for j, n in enumerate(self.names)}
+        kept = [(q, index[t]) for q, t in dict.fromkeys((q, t) for q, t in examples) if t in index and q.strip()]
+        self.examples = [(q, self.names[j]) for q, j in kept]
+        self._ex_vecs = self.embedder.encode([q for q, _ in kept]) if kept else None
+        self._ex_tool = np.array([j for _, j in kept], dtype=np.int64)
+        self._centroids = np.zeros_like(self._vecs)
+        self._has_examples = np.zeros(len(self.names), dtype=bool)
+        for j in set(self._ex_tool.tolist()):
+            c = self._ex_vecs[self._ex_tool == j].mean(axis=0)
+            self._centroids[j] = c / np.linalg.norm(c)
+            self._has_examples[j] = True
+
+    @property
+    def example_count(self) -> int:
+        return len(self.examples)
 
     def _idf(self, w: str) -> float:
         return math.log((self._n + 1) / (self._df.get(w, 0) + 0.5))
@@ -194,7 +234,9 @@ class ToolRouter:
     def scores(self, queries: Sequence[str]):
         import numpy as np
 
-        sims = self.embedder.encode(list(queries)) @ self._vecs.T
+        qv = self.embedder.encode(list(queries))
+        cos = qv @ self._vecs.T
+        sims = cos
         if self.lexical_weight:
             lex = np.zeros_like(sims)
             for i, q in enumerate(queries):
@@ -207,7 +249,15 @@ class ToolRouter:
                     if hit:
                         lex[i, j] = sum(self._idf(w) for w in hit) / den
             sims = sims + self.lexical_weight * lex
-        return sims
+        if self._ex_vecs is None:
+            return sims
+        w = self.example_weights
+        ex = qv @ self._ex_vecs.T
+        nearest = np.full_like(sims, -1.0)
+        np.maximum.at(nearest.T, self._ex_tool, ex.T)  # per tool: the best of its examples
+        learned = w.nearest * nearest + w.centroid * (qv @ self._centroids.T)
+        fallback = (w.nearest + w.centroid) * cos
+        return w.description * sims + np.where(self._has_examples, learned, fallback)
 
     def route(self, query: str) -> Route:
         return self.route_many([query])[0]
@@ -275,14 +325,19 @@ def calibrate_threshold(top_scores: list[float], labels: list[str | None], min_t
 
 
 def evaluate(tools: list[dict[str, Any]], queries: list[dict[str, Any]], *, k: int = 5, threshold: float | None = None,
-             embedder: Any = None, count_tokens: Callable[[str], int] | None = None, lexical_weight: float = 0.3) -> tuple[dict[str, Any], list[Route]]:
+             embedder: Any = None, count_tokens: Callable[[str], int] | None = None, lexical_weight: float = 0.3,
+             examples: Sequence[tuple[str, str]] = (), example_weights: ExampleWeights | None = None,
+             ) -> tuple[dict[str, Any], list[Route]]:
     """Route every query; with `threshold=None` the threshold is calibrated by 2-fold cross-validation
-    (each half is scored with the threshold fitted on the other), so the figures are not fitted to themselves."""
-    router = ToolRouter(tools, k, threshold if threshold is not None else -1.0, embedder, count_tokens, lexical_weight)
+    (each half is scored with the threshold fitted on the other), so the figures are not fitted to themselves.
+    `examples` must not include the queries scored (a query would find itself)."""
+    router = ToolRouter(tools, k, threshold if threshold is not None else -1.0, embedder, count_tokens, lexical_weight,
+                        examples, example_weights or ExampleWeights())
     labels = [q["tool"] for q in queries]
     if threshold is not None:
         routes = router.route_many([q["query"] for q in queries])
-        return {**score_routes(routes, labels, k), "abstain_threshold": threshold, "calibrated": False}, routes
+        return {**score_routes(routes, labels, k), "abstain_threshold": threshold, "calibrated": False,
+                "examples": router.example_count}, routes
     routes = router.route_many([q["query"] for q in queries])  # threshold -1: nothing abstains yet
     idx = list(range(len(queries)))
     random.Random(0).shuffle(idx)
@@ -295,7 +350,7 @@ def evaluate(tools: list[dict[str, Any]], queries: list[dict[str, Any]], *, k: i
             _set_abstain(routes[i], th)
     full = calibrate_threshold([r.scores[0] for r in routes], labels)
     return {**score_routes(routes, labels, k), "abstain_threshold": full, "fold_thresholds": fitted,
-            "calibrated": True}, routes
+            "calibrated": True, "examples": router.example_count}, routes
 
 
 def _set_abstain(r: Route, threshold: float) -> None:

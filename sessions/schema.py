@@ -255,6 +255,21 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE requests ADD COLUMN preemptions INTEGER;  -- times its KV was dropped and recomputed; NULL = not recorded
         """,
     ),
+    (
+        9,
+        "tool-routing examples: user turns and the tool they called, learned from traces or files",
+        """
+        CREATE TABLE route_examples (
+            query VARCHAR NOT NULL,           -- the user turn (first 2,000 characters)
+            tool VARCHAR NOT NULL,            -- the tool called for it
+            source VARCHAR NOT NULL,          -- trace | file
+            trace_id VARCHAR,                 -- traces.id when learned from a trace
+            span_id VARCHAR,                  -- the llm or tool span the call was read from
+            created_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (query, tool)
+        );
+        """,
+    ),
 ]
 
 MIGRATIONS.sort(key=lambda m: m[0])

@@ -72,6 +72,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # best score below this: no tool fits, none are sent. Calibrated on sessions/data/routing_queries.jsonl
         # (highest threshold keeping 98% of tool queries); `workbench route eval` refits it
         "abstain_threshold": 0.2,
+        # with learned examples the score adds example cosines (sessions.routing.ExampleWeights), so it
+        # has its own scale; fitted on the tuning half of the MetaTool set (tests/perf/bench_routing_public.py)
+        "abstain_threshold_with_examples": 0.55,
         "lexical_weight": 0.3,  # weight of the keyword-overlap half of the hybrid score
         "embedding_model": "all-MiniLM-L6-v2",
     },

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
+from engine.cache.alignment import ALIGNMENT_GUARD_NAMES, AlignmentGuard
 from engine.cache.guards import GUARD_NAMES, PromptFeatures, prompt_features, refusal
 from engine.types import EngineError, Prompt, SamplingParams, flatten_content
 
@@ -30,6 +31,12 @@ class SemanticCacheConfig:
     cache_sampled: bool = False  # cache requests with temperature > 0 too
     audit_rate: float = 0.0  # share of hits that are generated anyway to check the cached answer
     guards: bool = True
+    # the alignment guard (engine.cache.alignment): substitutions that are no paraphrase, added
+    # content, swapped roles; thresholds fitted on the tuning half of the CheckList QQP pairs
+    alignment_guard: bool = True
+    paraphrase_similarity: float = 0.75
+    insertion_similarity: float = 0.98
+    context_similarity: float = 0.95
     near_miss_band: float = 0.1  # a miss whose best similarity is within this of the threshold
     audit_seed: int | None = None
 
@@ -316,7 +323,7 @@ class CacheFigures:
     stores: int = 0
     evictions: int = 0
     expired: int = 0
-    refusals: dict[str, int] = field(default_factory=lambda: {g: 0 for g in GUARD_NAMES})
+    refusals: dict[str, int] = field(default_factory=lambda: {g: 0 for g in GUARD_NAMES + ALIGNMENT_GUARD_NAMES})
     near_miss_distances: deque = field(default_factory=lambda: deque(maxlen=1000))
     lookup_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
     audits: int = 0
@@ -353,6 +360,7 @@ class SemanticCache:
         self._lru: OrderedDict[str, None] = OrderedDict()  # oldest use first
         self._lock = threading.RLock()
         self._rng = random.Random(self.config.audit_seed)
+        self._alignment: AlignmentGuard | None = None
         if backing is not None:
             self._load(backing.load_entries())
 
@@ -367,6 +375,15 @@ class SemanticCache:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.embedder.encode(list(texts))
+
+    @property
+    def alignment(self) -> AlignmentGuard:
+        """Shares the cache's embedder; its phrase vectors are memoised across lookups."""
+        if self._alignment is None:
+            cfg = self.config
+            self._alignment = AlignmentGuard(self.embedder, cfg.paraphrase_similarity, cfg.insertion_similarity,
+                                             cfg.context_similarity)
+        return self._alignment
 
     # ---- scope ----
     def scope_for(self, model: str, prompt: Prompt, params: SamplingParams | None = None,
@@ -485,6 +502,8 @@ class SemanticCache:
                 if e.features is None:
                     e.features = prompt_features(e.prompt)
                 reason = refusal(e.features, features)
+                if reason is None and cfg.alignment_guard:
+                    reason = self.alignment.refusal(e.prompt, text, sim)
                 if reason is not None:
                     refused_by = refused_by or reason
                     continue

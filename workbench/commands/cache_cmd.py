@@ -37,6 +37,7 @@ def _cache_config(args: argparse.Namespace):
                                              "threshold": args.threshold})
     if getattr(args, "no_guards", False):
         cfg.guards = False
+        cfg.alignment_guard = False
     return cfg
 
 
