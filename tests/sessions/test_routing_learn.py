@@ -9,6 +9,7 @@ import pytest
 
 from sessions.routing import ToolRouter, load_tools
 from sessions.routing_examples import examples_from_trace, load_examples, save_examples
+from sessions.schema import SCHEMA_VERSION
 from sessions.store import Store
 from sessions.traces.bulk import import_files
 from sessions.traces.store import load_trace, trace_ids
@@ -49,7 +50,7 @@ def test_route_learn_then_query_uses_the_examples(wb, db_path):
 
     con = duckdb.connect(db_path, read_only=True)  # the examples are rows of the file, not process state
     assert con.execute("SELECT count(*) FROM route_examples").fetchone()[0] == learned["stored"]
-    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] >= 8
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     con.close()
 
     turn = "Sure, my user ID is mia_li_3668"
