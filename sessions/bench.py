@@ -541,4 +541,25 @@ def _scalars(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if not isinstance(v, list)}
 
 
+# ---- reading runs back ----
+
+RUN_FIELDS = ("median_ttft_ms", "p95_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "p95_tpot_ms", "mean_tpot_ms",
+              "p95_e2el_ms", "output_throughput", "request_throughput", "completed", "failed")
+
+
+def list_runs(store: Store, limit: int = 500) -> list[dict[str, Any]]:
+    """Every bench run, newest first, with the summary figures `run_bench` stored when it ended
+    (None while a run is still going, or when it was cut off before its summary was written)."""
+    rows = store.cursor().execute(
+        "SELECT id, created_at, workload, backend, model, base_url, num_requests, concurrency, request_rate,"
+        " max_tokens, status, summary FROM bench_runs ORDER BY created_at DESC LIMIT ?", [limit]).fetchall()
+    out = []
+    for (rid, created, wl, backend, model, base_url, n, conc, rate, max_tokens, status, summary) in rows:
+        s = json.loads(summary) if isinstance(summary, str) else (summary or {})
+        out.append({"id": rid, "created_at": created, "workload": wl, "backend": backend, "model": model,
+                    "base_url": base_url, "num_requests": n, "concurrency": conc, "request_rate": rate,
+                    "max_tokens": max_tokens, "status": status, **{k: s.get(k) for k in RUN_FIELDS}})
+    return out
+
+
 from sessions import datasets as _datasets  # noqa: E402,F401  (registers random, sharegpt, prefix-repetition)
