@@ -558,7 +558,7 @@ def list_runs(store: Store, limit: int = 500) -> list[dict[str, Any]]:
         s = json.loads(summary) if isinstance(summary, str) else (summary or {})
         out.append({"id": rid, "created_at": created, "workload": wl, "backend": backend, "model": model,
                     "base_url": base_url, "num_requests": n, "concurrency": conc, "request_rate": rate,
-                    "max_tokens": max_tokens, "status": status, **{k: s.get(k) for k in RUN_FIELDS}})
+                    "max_tokens": max_tokens, "status": status, **{k: s.get(k) for k in RUN_FIELDS}, "summary": s})
     return out
 
 

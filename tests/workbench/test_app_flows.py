@@ -1,0 +1,191 @@
+"""The app as the place where traces are replayed, budgets opened and bench runs started, charted,
+compared and exported: the real app on the embedded model, a real DuckDB file, driven by Pilot."""
+import copy
+import json
+from pathlib import Path
+
+import duckdb
+from textual.widgets import DataTable, Input
+
+from panels.budget_panel import BudgetPanel
+from panels.messages import SessionsListed, TracesListed
+from panels.replay_panel import ReplayPanel
+from panels.runs_panel import RunsPanel
+from sessions.store import Store
+from sessions.traces.importers import parse_file
+from sessions.traces.store import save_parsed
+from tests.workbench.helpers import send, settle, wait_for
+from workbench.app import WorkbenchApp
+from workbench.config import DEFAULTS
+from workbench.export_screen import ExportScreen
+
+TRACE = Path(__file__).resolve().parents[1] / "fixtures" / "traces" / "langfuse" / "openai-agents-2025-09-30.trace.json"
+
+
+def _config(**slo):
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg["chat"]["temperature"] = 0.0
+    cfg["chat"]["max_tokens"] = 16
+    cfg["engine"]["n_ctx"] = 2048
+    cfg["semantic_cache"]["enabled"] = False
+    if slo:
+        cfg["slo"] = slo  # the [slo] table a config file may carry
+    return cfg
+
+
+def _app(db_path, cfg):
+    return WorkbenchApp(db_path=db_path, model="smollm2-135m", backend="llamacpp", config=cfg)
+
+
+async def _type(pilot, text: str) -> None:
+    await pilot.press(*[("space" if c == " " else c) for c in text])
+
+
+async def test_replay_a_trace_from_the_traces_tab_then_open_its_budget(db_path):
+    with Store(db_path) as store:
+        pf = parse_file(TRACE)
+        save_parsed(store, pf)
+    tid = pf.traces[0].trace_id
+    app = _app(db_path, _config())
+    async with app.run_test(size=(150, 45)) as pilot:
+        await wait_for(pilot, lambda: app.engine_ready, what="the model to load")
+        await send(pilot, app, "Name a color")
+        await wait_for(pilot, lambda: app.chat.last_result is not None and not app.chat.awaiting_reply)
+        chat_sid = app.service.session_id
+        await pilot.press("f6")
+        inspector = app.query_one("#trace-inspector")
+        await wait_for(pilot, lambda: inspector.trace is not None and inspector.trace["id"] == tid)
+        await pilot.press("ctrl+t")
+        panel = app.query_one(ReplayPanel)
+        await wait_for(pilot, lambda: panel.result is not None, what="the replay to finish")
+        result = panel.result
+        table = app.query_one("#replay-table", DataTable)
+        assert len(result["steps"]) == 2 and table.row_count == 3  # two calls and the totals
+        for i, step in enumerate(result["steps"]):
+            row = table.get_row_at(i)
+            assert row[3] == f"{step['replayed_ttft_ms']:.1f}" and row[2] == "-"  # the format keeps no first-token time
+            assert row[4] == f"{step['original_e2e_ms']:.1f}" and row[5] == f"{step['replayed_e2e_ms']:.1f}"
+            assert row[7] == str(step["output_tokens"])
+        total = table.get_row_at(2)
+        assert total[0] == "total"
+        assert total[5] == f"{sum(s['replayed_e2e_ms'] for s in result['steps']):.1f}"
+        sid = result["session_id"]
+
+        # the same trace's context budget, in the Budget tab
+        await pilot.press("ctrl+g")
+        budget = app.query_one(BudgetPanel)
+        await wait_for(pilot, lambda: len(budget.calls) == 2, what="the trace's budget")
+        assert budget.calls[0]["source"] == f"trace {tid}"
+        assert [c["step"] for c in budget.calls] == [0, 1] and len(budget.rows) == 2
+        assert all(c["total_tokens"] > 0 and c["context_window"] for c in budget.calls)
+        assert f"trace {tid} · 2 call(s)" in str(app.query_one("#budget-status").render())
+        # and any stored session, typed in (a unique prefix is enough)
+        app.query_one("#budget-source", Input).focus()
+        await pilot.press("ctrl+u")
+        await _type(pilot, chat_sid[:8])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: budget.calls and budget.calls[0]["source"] == f"session {chat_sid}",
+                       what="the chat session's budget")
+        assert len(budget.calls) == 1
+        await settle(pilot)
+    app.service.close()
+    con = duckdb.connect(db_path, read_only=True)
+    assert con.execute("SELECT kind FROM sessions WHERE id = ?", [sid]).fetchone()[0] == "replay"
+    linked = con.execute("SELECT r.request_id, q.ttft_ms FROM trace_replays r JOIN requests q ON q.id = r.request_id"
+                         " WHERE r.session_id = ? AND r.trace_id = ?", [sid, tid]).fetchall()
+    assert len(linked) == 2
+    assert sorted(t for _, t in linked) == sorted(s["replayed_ttft_ms"] for s in result["steps"])
+    # one row per request: the app's recorder wrote them, not a second one beside it
+    assert con.execute("SELECT count(*) FROM requests WHERE session_id = ?", [sid]).fetchone()[0] == 2
+
+
+async def test_bench_from_the_runs_tab_compare_and_export(db_path, tmp_path):
+    app = _app(db_path, _config(ttft_p95_ms=600000.0, tpot_p95_ms=0.001))
+    async with app.run_test(size=(150, 45)) as pilot:
+        await wait_for(pilot, lambda: app.engine_ready, what="the model to load")
+        await pilot.press("f4")
+        panel = app.query_one(RunsPanel)
+        app.query_one("#bench-max-tokens", Input).value = "8"
+        app.query_one("#bench-concurrency", Input).value = "2"
+        for _ in range(2):
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: app.benching, timeout=10, what="the bench to start")
+            await wait_for(pilot, lambda: not app.benching, what="the bench to finish")
+        await wait_for(pilot, lambda: len(panel.rows) == 2 and all(r["status"] == "finished" for r in panel.rows))
+        await wait_for(pilot, lambda: panel.detail_id == panel.rows[0]["id"])
+        table = app.query_one("#runs-table", DataTable)
+        newest, oldest = panel.rows[0], panel.rows[1]
+        assert newest["num_requests"] == 4 and newest["workload"] == "chat" and newest["concurrency"] == 2
+        row = table.get_row_at(0)
+        assert row[5] == (f"{newest['median_ttft_ms']:.0f}" if newest["median_ttft_ms"] >= 100 else f"{newest['median_ttft_ms']:.1f}")
+        assert row[10] == "FAIL"  # a tpot p95 of 1 µs cannot be met
+        slo = app.query_one("#run-slo").render()
+        assert "FAIL" in str(slo) and "p95_ttft_ms" in str(slo)
+
+        # compare: mark the newest, select the older one
+        table.focus()
+        await pilot.press("ctrl+f")
+        assert panel.marked == newest["id"]
+        await pilot.press("down")
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: "Mann-Whitney" in panel.compare_text or "too few" in panel.compare_text,
+                       what="the comparison")
+        assert f"{oldest['id']} compared with {newest['id']}" in panel.compare_text
+        assert "TTFT:" in panel.compare_text
+
+        # export the newest run as HTML to a path typed in the dialog
+        await pilot.press("up", "enter")
+        await wait_for(pilot, lambda: panel.detail_id == newest["id"])
+        out = tmp_path / "reports" / "run.html"
+        out.parent.mkdir()
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+        await pilot.press("ctrl+u")
+        await _type(pilot, str(out))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "written to" in panel.export_text, what="the report to be written")
+        assert str(out) in panel.export_text
+        text = out.read_text(encoding="utf-8")
+        assert newest["id"] in text and "<svg" in text
+
+        # a path that cannot be written: one clear line, nothing written
+        bad = tmp_path / "missing-dir" / "run.json"
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+        await pilot.press("ctrl+u")
+        await _type(pilot, str(bad))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "cannot write" in panel.export_text, what="the export error")
+        assert "No such file or directory" in panel.export_text and not bad.exists()
+        await settle(pilot)
+    app.service.close()
+    con = duckdb.connect(db_path, read_only=True)
+    n = con.execute("SELECT count(*) FROM bench_requests WHERE run_id = ?", [newest["id"]]).fetchone()[0]
+    assert n == 4
+    # one row per request: the bench used the app's recorder
+    assert con.execute("SELECT count(*) FROM requests WHERE session_id = ?", [newest["id"]]).fetchone()[0] == 4
+    summary = json.loads(con.execute("SELECT summary FROM bench_runs WHERE id = ?", [newest["id"]]).fetchone()[0])
+    assert summary["completed"] == 4
+
+
+async def test_a_form_error_is_one_line_and_starts_nothing(db_path):
+    app = _app(db_path, _config())
+    async with app.run_test(size=(150, 45)) as pilot:
+        await pilot.press("f4")
+        app.query_one("#bench-requests", Input).value = "four"
+        await pilot.press("ctrl+o")
+        status = app.query_one("#bench-status")
+        await wait_for(pilot, lambda: "requests must be a number" in str(status.render()))
+        assert not app.benching
+        await wait_for(pilot, lambda: app.engine_ready or app.load_error)
+    app.service.close()
+
+
+async def test_results_posted_after_shutdown_are_dropped(db_path):
+    app = _app(db_path, _config())
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.engine_ready, what="the model to load")
+    app.service.close()
+    # a worker that finishes late posts into an app whose widgets are gone
+    assert app.on_sessions_listed(SessionsListed([])) is None
+    assert app.on_traces_listed(TracesListed([])) is None
