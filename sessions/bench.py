@@ -410,7 +410,8 @@ Progress = Callable[[int, int, int], None]  # (finished, submitted, total)
 def run_bench(engine: Engine, store: Store, cfg: BenchConfig, *, progress: Progress | None = None,
               recorder: Recorder | None = None, items: list[BenchItem] | None = None) -> BenchOutcome:
     """Run a benchmark and record it. Ctrl+C (KeyboardInterrupt) cancels what is in flight and
-    keeps every finished request; the outcome then has status "interrupted"."""
+    keeps every finished request; the outcome then has status "interrupted". `recorder`: one that
+    already listens to `engine`; without it the run gets its own for its duration."""
     cfg.check()
     if items is None:
         items = build_workload(cfg.workload, WorkloadOptions(cfg.num_requests, cfg.max_tokens, cfg.seed, store,
@@ -422,7 +423,8 @@ def run_bench(engine: Engine, store: Store, cfg: BenchConfig, *, progress: Progr
     rec.step_session_id = run_id
     _insert_run(store, run_id, engine, cfg, len(items))
     tracker = _Tracker(run_id)
-    engine.add_listener(rec.on_event)
+    if own_recorder:  # a recorder passed in already listens to this engine (the app's): once is enough
+        engine.add_listener(rec.on_event)
     engine.add_listener(tracker.on_event)
     # finer GIL hand-offs: reader threads stamp token times sooner under load
     old_switch = sys.getswitchinterval()

@@ -306,6 +306,7 @@ class WorkbenchApp(App):
             return
         self.post_message(ReportExported(run_id, target, fmt, size))
 
+    @while_running
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
             err = event.worker.error
@@ -316,6 +317,12 @@ class WorkbenchApp(App):
                 self.sub_title = f"{self.service.model} · failed"
             elif event.worker.group == "submit":
                 self.chat.submit_failed()
+            elif event.worker.group == "bench":  # the form can start another run
+                self.post_message(BenchFinished(None, "error", msg))
+                return
+            elif event.worker.group == "replay" and self.replaying is not None:
+                self.post_message(ReplayFinished(self.replaying, None, msg))
+                return
             self.notify(msg, title=f"{event.worker.group} failed", severity="error", timeout=8)
 
     # ---- messages ----

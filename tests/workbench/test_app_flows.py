@@ -107,11 +107,10 @@ async def test_bench_from_the_runs_tab_compare_and_export(db_path, tmp_path):
         panel = app.query_one(RunsPanel)
         app.query_one("#bench-max-tokens", Input).value = "8"
         app.query_one("#bench-concurrency", Input).value = "2"
-        for _ in range(2):
+        for k in (1, 2):
             await pilot.press("ctrl+o")
-            await wait_for(pilot, lambda: app.benching, timeout=10, what="the bench to start")
-            await wait_for(pilot, lambda: not app.benching, what="the bench to finish")
-        await wait_for(pilot, lambda: len(panel.rows) == 2 and all(r["status"] == "finished" for r in panel.rows))
+            await wait_for(pilot, lambda: not app.benching and len(panel.rows) == k
+                           and all(r["status"] == "finished" for r in panel.rows), what=f"bench run {k} to finish")
         await wait_for(pilot, lambda: panel.detail_id == panel.rows[0]["id"])
         table = app.query_one("#runs-table", DataTable)
         newest, oldest = panel.rows[0], panel.rows[1]
