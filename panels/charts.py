@@ -70,7 +70,7 @@ def histogram(values: Sequence[float], bins: int = 40, height: int = 5, label: s
         text.append(f"{peak if r == 0 else '':>5} ", style="dim")
         text.append("".join(line), style="green")
         text.append("\n")
-    text.append(f"      0{' ' * (bins - len(_fmt(top)) - 1)}{_fmt(top)} {label} ({len(xs)} samples)", style="dim")
+    text.append(f"      0{' ' * (bins - len(_fmt(top)) - 1)}{_fmt(top)} {label}", style="dim")
     return text
 
 

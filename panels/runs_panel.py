@@ -34,6 +34,9 @@ class RunsPanel(Widget):
     RunsPanel #bench-progress { width: 40; }
     RunsPanel #runs-table { height: 10; }
     RunsPanel #run-detail { height: 1fr; }
+    RunsPanel #run-charts { height: auto; }
+    RunsPanel #run-charts > Vertical { width: 58; height: auto; }
+    RunsPanel #chart-timeline { width: 1fr; }
     """
 
     def __init__(self, workloads: Sequence[str] = ("chat",), **kw: Any) -> None:
@@ -208,7 +211,7 @@ class RunsPanel(Widget):
         self.query_one("#run-summary", Static).update("\n".join(lines))
         self.query_one("#run-slo", Static).update(slo_text(r.get("slo")))
         self.query_one("#chart-ttft", Chart).show(braille_cdf(ttft_ms), f"TTFT CDF ({len(ttft_ms)} requests)")
-        self.query_one("#chart-itl", Chart).show(histogram(itl_ms), "ITL histogram")
+        self.query_one("#chart-itl", Chart).show(histogram(itl_ms), f"ITL histogram ({len(itl_ms)} gaps, up to p99)")
         self.query_one("#chart-timeline", Chart).show(timeline(rows), "per-request timeline (░ waiting, █ streaming)")
         if self.compare_text and run_id not in self.compare_text:
             self.show_compare_text("")
