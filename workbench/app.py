@@ -520,6 +520,9 @@ class WorkbenchApp(App):
         if self.benching:
             self.notify("a bench run is in progress; f12 stops it", severity="warning")
             return
+        if opts.get("workload") == "trace":  # replay the trace selected in the Traces tab, when there is one
+            trace = self.query_one(TraceInspector).trace
+            opts = {**opts, "trace": trace["id"] if trace is not None else None}
         self.benching = True
         self.job_stop = threading.Event()
         where = opts.get("base_url") or f"{self.service.model} (this engine)"

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import pytest
 from textual.widgets import DataTable, Input
 
 from panels.budget_panel import BudgetPanel
@@ -19,7 +20,9 @@ from workbench.app import WorkbenchApp
 from workbench.config import DEFAULTS
 from workbench.export_screen import ExportScreen
 
-TRACE = Path(__file__).resolve().parents[1] / "fixtures" / "traces" / "langfuse" / "openai-agents-2025-09-30.trace.json"
+FX = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
+TRACE = FX / "langfuse" / "openai-agents-2025-09-30.trace.json"  # two short LLM calls
+LONG_TRACE = FX / "anthropic" / "tool_runner-956fa2fe.json"  # its first answer was 995 tokens long
 
 
 def _config(**slo):
@@ -167,6 +170,45 @@ async def test_bench_from_the_runs_tab_compare_and_export(db_path, tmp_path):
     assert summary["completed"] == 4
 
 
+async def test_stopping_a_replay_cancels_the_call_in_flight_and_keeps_it(db_path):
+    from engine.types import RequestStarted, TokenEvent
+
+    with Store(db_path) as store:
+        pf = parse_file(LONG_TRACE)
+        save_parsed(store, pf)
+    app = _app(db_path, _config())
+    async with app.run_test(size=(150, 45)) as pilot:
+        await wait_for(pilot, lambda: app.engine_ready, what="the model to load")
+        replayed: set[str] = set()
+        tokens: list[str] = []
+
+        def watch(ev) -> None:  # what the engine does, seen from outside: the replay's tokens
+            if isinstance(ev, RequestStarted) and ev.tags.get("trace_span_id"):
+                replayed.add(ev.request_id)
+            elif isinstance(ev, TokenEvent) and ev.request_id in replayed:
+                tokens.append(ev.request_id)
+
+        app.service.engine.add_listener(watch)
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: app.query_one("#trace-inspector").trace is not None)
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: len(tokens) >= 3, what="the first replayed call to stream")
+        await pilot.press("f12")
+        panel = app.query_one(ReplayPanel)
+        await wait_for(pilot, lambda: panel.result is not None, what="the replay to stop")
+        app.service.engine.remove_listener(watch)
+        steps = panel.result["steps"]
+        assert panel.result["stopped"] and len(steps) == 1
+        assert steps[0]["finish_reason"] == "cancelled" and 0 < steps[0]["output_tokens"] < 995
+        assert "stopped 1 call(s)" in str(app.query_one("#replay-status").render())
+        sid = panel.result["session_id"]
+        await settle(pilot)
+    app.service.close()
+    con = duckdb.connect(db_path, read_only=True)
+    assert con.execute("SELECT status FROM requests WHERE session_id = ?", [sid]).fetchall() == [("cancelled",)]
+    assert con.execute("SELECT count(*) FROM trace_replays WHERE session_id = ?", [sid]).fetchone()[0] == 1
+
+
 async def test_a_form_error_is_one_line_and_starts_nothing(db_path):
     app = _app(db_path, _config())
     async with app.run_test(size=(150, 45)) as pilot:
@@ -188,3 +230,31 @@ async def test_results_posted_after_shutdown_are_dropped(db_path):
     # a worker that finishes late posts into an app whose widgets are gone
     assert app.on_sessions_listed(SessionsListed([])) is None
     assert app.on_traces_listed(TracesListed([])) is None
+
+
+@pytest.mark.slow
+async def test_bench_a_remote_openai_compatible_server_from_the_runs_tab(db_path, tmp_path):
+    from textual.widgets import Select
+
+    from test_serve import start_serve, stop_serve
+
+    proc, port = start_serve(tmp_path / "server.duckdb")
+    try:
+        app = _app(db_path, _config())
+        async with app.run_test(size=(150, 45)) as pilot:
+            await pilot.press("f4")
+            panel = app.query_one(RunsPanel)
+            app.query_one("#bench-backend", Select).value = "openai"
+            app.query_one("#bench-url", Input).value = f"http://127.0.0.1:{port}/v1"
+            app.query_one("#bench-max-tokens", Input).value = "4"
+            app.query_one("#bench-requests", Input).value = "3"
+            await wait_for(pilot, lambda: app.service.store is not None)
+            await pilot.press("ctrl+o")  # no local model needed: the server has its own
+            await wait_for(pilot, lambda: not app.benching and len(panel.rows) == 1, what="the remote run")
+            run = panel.rows[0]
+            assert run["backend"] == "openai" and run["base_url"] == f"http://127.0.0.1:{port}/v1"
+            assert run["status"] == "finished" and run["completed"] == 3
+            await settle(pilot)
+        app.service.close()
+    finally:
+        stop_serve(proc)
