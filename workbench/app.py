@@ -111,6 +111,7 @@ class WorkbenchApp(App):
         self.job_stop = threading.Event()  # set to stop the replay or bench run in progress
         self.replaying: str | None = None  # the trace being replayed
         self.benching = False
+        self.latency_errors: set[str] = set()
 
     # ---- layout ----
     def compose(self) -> ComposeResult:
@@ -218,8 +219,11 @@ class WorkbenchApp(App):
         one run or trace must not take the rest of the tab with it."""
         try:
             return self.service.latency(ref)
-        except Exception as e:  # noqa: BLE001 - shown, not raised
-            self.call_from_thread(self.notify, f"latency report of {ref}: {e}", severity="warning")
+        except Exception as e:  # noqa: BLE001 - shown once, not raised
+            msg = f"{type(e).__name__}: {e}"
+            if msg not in self.latency_errors:  # not one notification per trace selected
+                self.latency_errors.add(msg)
+                self.call_from_thread(self.notify, f"latency report of {ref}: {msg}", severity="warning")
             return None
 
     @work(thread=True, exclusive=True, group="budget", exit_on_error=False)

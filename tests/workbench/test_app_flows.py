@@ -209,6 +209,31 @@ async def test_stopping_a_replay_cancels_the_call_in_flight_and_keeps_it(db_path
     assert con.execute("SELECT count(*) FROM trace_replays WHERE session_id = ?", [sid]).fetchone()[0] == 1
 
 
+async def test_stopping_a_bench_keeps_what_finished_as_an_interrupted_run(db_path):
+    app = _app(db_path, _config())
+    async with app.run_test(size=(150, 45)) as pilot:
+        await wait_for(pilot, lambda: app.engine_ready, what="the model to load")
+        await pilot.press("f4")
+        panel = app.query_one(RunsPanel)
+        app.query_one("#bench-requests", Input).value = "40"
+        app.query_one("#bench-max-tokens", Input).value = "24"
+        await pilot.press("ctrl+o")
+        status = app.query_one("#bench-status")
+        done = lambda: int(str(status.render()).split("/40 done")[0]) if "/40 done" in str(status.render()) else 0  # noqa: E731
+        await wait_for(pilot, lambda: done() >= 2, what="live progress")
+        assert "ttft p50" in str(status.render())  # live percentiles while it runs
+        await pilot.press("f12")
+        await wait_for(pilot, lambda: not app.benching and len(panel.rows) == 1, what="the run to stop")
+        run = panel.rows[0]
+        assert run["status"] == "interrupted" and 2 <= run["completed"] < 40
+        await settle(pilot)
+    app.service.close()
+    con = duckdb.connect(db_path, read_only=True)
+    statuses = dict(con.execute("SELECT status, count(*) FROM requests WHERE session_id = ? GROUP BY ALL",
+                                [run["id"]]).fetchall())
+    assert statuses["finished"] == run["completed"] and sum(statuses.values()) < 40
+
+
 async def test_a_form_error_is_one_line_and_starts_nothing(db_path):
     app = _app(db_path, _config())
     async with app.run_test(size=(150, 45)) as pilot:
