@@ -100,7 +100,7 @@ def replay_trace(
     unloaded engine and comparable with the original's.
 
     `recorder`: one already listening to `engine` (the app's); a second listener would write every
-    request twice. `stop`: set from another thread, the call running now is cancelled and no
+    request twice. Its step_session_id is left pointing at the replay session: the caller restores it. `stop`: set from another thread, the call running now is cancelled and no
     further call is sent; what ran is recorded and `result.stopped` is true."""
     llm_spans = sorted((s for s in trace.spans if s.kind == "llm"), key=lambda s: s.seq)
     if not llm_spans:
@@ -113,6 +113,8 @@ def replay_trace(
     result = ReplayResult(sid, trace.trace_id, engine.model_name, engine.backend_name)
     if own:
         engine.add_listener(recorder.on_event)
+    else:  # the engine's steps meanwhile are this replay's (as a bench run's are the run's)
+        recorder.step_session_id = sid
     cur = store.cursor()
     try:
         for span in llm_spans:
@@ -138,8 +140,9 @@ def replay_trace(
                 recorder.close()
         else:
             recorder.flush()
-    if stop is not None and stop.is_set() and len(result.steps) + len(result.skipped) < len(llm_spans):
-        result.stopped = True
+    if stop is not None and stop.is_set():
+        cut = bool(result.steps) and result.steps[-1].finish_reason == "cancelled"
+        result.stopped = result.stopped or cut or len(result.steps) + len(result.skipped) < len(llm_spans)
     return result
 
 

@@ -73,6 +73,7 @@ async def test_replay_a_trace_from_the_traces_tab_then_open_its_budget(db_path):
         assert total[0] == "total"
         assert total[5] == f"{sum(s['replayed_e2e_ms'] for s in result['steps']):.1f}"
         sid = result["session_id"]
+        assert app.service.recorder.step_session_id == chat_sid  # the chat's next steps are the chat's again
 
         # the same trace's context budget, in the Budget tab
         await pilot.press("ctrl+g")
@@ -100,6 +101,9 @@ async def test_replay_a_trace_from_the_traces_tab_then_open_its_budget(db_path):
     assert sorted(t for _, t in linked) == sorted(s["replayed_ttft_ms"] for s in result["steps"])
     # one row per request: the app's recorder wrote them, not a second one beside it
     assert con.execute("SELECT count(*) FROM requests WHERE session_id = ?", [sid]).fetchone()[0] == 2
+    # the engine's steps while it replayed are the replay's, and the chat's own steps stay the chat's
+    assert con.execute("SELECT count(*) FROM steps WHERE session_id = ?", [sid]).fetchone()[0] > 0
+    assert con.execute("SELECT count(*) FROM steps WHERE session_id = ?", [chat_sid]).fetchone()[0] > 0
 
 
 async def test_bench_from_the_runs_tab_compare_and_export(db_path, tmp_path):
