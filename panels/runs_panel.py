@@ -26,7 +26,7 @@ class RunsPanel(Widget):
     DEFAULT_CSS = """
     RunsPanel { layout: vertical; height: 1fr; }
     RunsPanel #bench-form { height: auto; }
-    RunsPanel #bench-form Input { width: 12; }
+    RunsPanel #bench-form Input { width: 15; }
     RunsPanel #bench-form #bench-url { width: 1fr; }
     RunsPanel #bench-form Select { width: 22; }
     RunsPanel #bench-form Label { padding: 1 0 0 1; }
