@@ -108,7 +108,8 @@ class WorkbenchApp(App):
         self.load_error: str | None = None
         self.stale: set[str] = {"tab-traces", "tab-budget", "tab-cache", "tab-engine", "tab-runs"}  # tabs to refresh when shown
         self.budget_ref: str | None = None  # the trace or session the Budget tab shows; None: this chat
-        self.job_stop = threading.Event()  # set to stop the replay or bench run in progress
+        self.replay_stop = threading.Event()  # set to stop the replay in progress
+        self.bench_stop = threading.Event()  # set to stop the bench run in progress
         self.replaying: str | None = None  # the trace being replayed
         self.benching = False
         self.latency_errors: set[str] = set()
@@ -528,10 +529,10 @@ class WorkbenchApp(App):
             trace = self.query_one(TraceInspector).trace
             opts = {**opts, "trace": trace["id"] if trace is not None else None}
         self.benching = True
-        self.job_stop = threading.Event()
+        self.bench_stop = threading.Event()
         where = opts.get("base_url") or f"{self.service.model} (this engine)"
         self.query_one(RunsPanel).bench_started(opts["requests"], where)
-        self.bench_worker(opts, self.job_stop)
+        self.bench_worker(opts, self.bench_stop)
 
     @while_running
     def on_bench_progress(self, message: BenchProgress) -> None:
@@ -664,9 +665,9 @@ class WorkbenchApp(App):
             self.notify(f"trace {self.replaying} is being replayed; f12 stops it", severity="warning")
             return
         self.replaying = trace["id"]
-        self.job_stop = threading.Event()
+        self.replay_stop = threading.Event()
         self.show_tab("tab-traces")
-        self.replay_worker(trace["id"], self.job_stop)
+        self.replay_worker(trace["id"], self.replay_stop)
 
     def action_trace_budget(self) -> None:
         trace = self.query_one(TraceInspector).trace
@@ -684,7 +685,8 @@ class WorkbenchApp(App):
         if self.replaying is None and not self.benching:
             self.notify("no replay or bench run is in progress")
             return
-        self.job_stop.set()
+        self.replay_stop.set()
+        self.bench_stop.set()
         self.notify("stopping; what finished is kept")
 
     def action_mark_run(self) -> None:
@@ -718,7 +720,8 @@ class WorkbenchApp(App):
 
     async def action_quit(self) -> None:
         self.service.cancel()
-        self.job_stop.set()  # a replay or bench run stops and keeps what finished
+        self.replay_stop.set()  # a replay or bench run stops and keeps what finished
+        self.bench_stop.set()
         self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
