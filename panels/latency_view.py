@@ -33,11 +33,11 @@ def latency_text(report: Any) -> Text:
     for b in report.budgets or []:
         t.append("  PASS " if b.ok else "  FAIL ", style="green" if b.ok else "bold red")
         where = f" (most in {b.stage})" if not b.ok and getattr(b, "stage", None) else ""
-        t.append(f"{b.metric} {_ms(b.value_ms)} ms ≤ {_ms(b.limit_ms)} ms{where}\n")
+        t.append(f"{b.metric} {_ms(b.value_ms)} ms, limit {_ms(b.limit_ms)} ms{where}\n")
     for f in report.tail or []:
         mark = "⚠ " if f.significant else "  "
         p = "" if f.p_value is None else f" p={f.p_value:.3f}"
-        t.append(f"  {mark}{f.feature}: tail {f.tail_value} vs rest {f.rest_value}{p}",
+        t.append(f"  {mark}{f.feature}: tail {f.tail_value:.4g} vs rest {f.rest_value:.4g}{p}",
                  style="yellow" if f.significant else "dim")
         if getattr(f, "note", None):
             t.append(f" · {f.note}", style="dim")

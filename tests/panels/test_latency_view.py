@@ -64,7 +64,7 @@ def test_stages_budgets_and_tail_factors_are_shown():
     lines = text.splitlines()
     queue = next(line for line in lines if "queue_time" in line and "%" in line)
     assert queue.count("█") == 12 and "50.0%" in queue  # half of a 24-cell bar
-    assert "FAIL e2el_p95_ms 300.0 ms ≤ 250.0 ms (most in queue_time)" in text
+    assert "FAIL e2el_p95_ms 300.0 ms, limit 250.0 ms (most in queue_time)" in text
     assert "PASS ttft_p95_ms" in text
     assert "⚠ prompt_tokens: tail 900 vs rest 120 p=0.004 · long prompts wait" in text
     assert lines[-1] == "p95 is mostly queue_time"
