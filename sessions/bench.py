@@ -410,7 +410,8 @@ Progress = Callable[[int, int, int], None]  # (finished, submitted, total)
 def run_bench(engine: Engine, store: Store, cfg: BenchConfig, *, progress: Progress | None = None,
               recorder: Recorder | None = None, items: list[BenchItem] | None = None) -> BenchOutcome:
     """Run a benchmark and record it. Ctrl+C (KeyboardInterrupt) cancels what is in flight and
-    keeps every finished request; the outcome then has status "interrupted"."""
+    keeps every finished request; the outcome then has status "interrupted". `recorder`: one that
+    already listens to `engine`; without it the run gets its own for its duration."""
     cfg.check()
     if items is None:
         items = build_workload(cfg.workload, WorkloadOptions(cfg.num_requests, cfg.max_tokens, cfg.seed, store,
@@ -422,7 +423,8 @@ def run_bench(engine: Engine, store: Store, cfg: BenchConfig, *, progress: Progr
     rec.step_session_id = run_id
     _insert_run(store, run_id, engine, cfg, len(items))
     tracker = _Tracker(run_id)
-    engine.add_listener(rec.on_event)
+    if own_recorder:  # a recorder passed in already listens to this engine (the app's): once is enough
+        engine.add_listener(rec.on_event)
     engine.add_listener(tracker.on_event)
     # finer GIL hand-offs: reader threads stamp token times sooner under load
     old_switch = sys.getswitchinterval()
@@ -539,6 +541,27 @@ def _finish_run(store: Store, run_id: str, status: str, started: int, finished: 
 def _scalars(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary without the per-request arrays (those are in requests and token_events)."""
     return {k: v for k, v in summary.items() if not isinstance(v, list)}
+
+
+# ---- reading runs back ----
+
+RUN_FIELDS = ("median_ttft_ms", "p95_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "p95_tpot_ms", "mean_tpot_ms",
+              "p95_e2el_ms", "output_throughput", "request_throughput", "completed", "failed")
+
+
+def list_runs(store: Store, limit: int = 500) -> list[dict[str, Any]]:
+    """Every bench run, newest first, with the summary figures `run_bench` stored when it ended
+    (None while a run is still going, or when it was cut off before its summary was written)."""
+    rows = store.cursor().execute(
+        "SELECT id, created_at, workload, backend, model, base_url, num_requests, concurrency, request_rate,"
+        " max_tokens, status, summary FROM bench_runs ORDER BY created_at DESC LIMIT ?", [limit]).fetchall()
+    out = []
+    for (rid, created, wl, backend, model, base_url, n, conc, rate, max_tokens, status, summary) in rows:
+        s = json.loads(summary) if isinstance(summary, str) else (summary or {})
+        out.append({"id": rid, "created_at": created, "workload": wl, "backend": backend, "model": model,
+                    "base_url": base_url, "num_requests": n, "concurrency": conc, "request_rate": rate,
+                    "max_tokens": max_tokens, "status": status, **{k: s.get(k) for k in RUN_FIELDS}, "summary": s})
+    return out
 
 
 from sessions import datasets as _datasets  # noqa: E402,F401  (registers random, sharegpt, prefix-repetition)

@@ -257,3 +257,237 @@ class ChatService:
         assert self.store is not None
         trace = get_trace(self.store, trace_id)
         return trace, [f.to_dict() for f in detect(trace_from_dict(trace))]
+
+    # ---- the Traces tab: replay, budget, latency (blocking: call from a worker thread) ----
+    def trace_llm_calls(self, trace_id: str) -> int:
+        from sessions.traces.store import load_trace
+
+        assert self.store is not None
+        return sum(1 for s in load_trace(self.store, trace_id).spans if s.kind == "llm")
+
+    def replay(self, trace_id: str, *, on_step: Callable[[Any], None] | None = None,
+               stop: threading.Event | None = None) -> dict[str, Any]:
+        """`workbench replay` on the loaded engine, recorded by the app's own recorder (already an
+        engine listener: a second one would write each request twice). Returns ReplayResult.to_dict()."""
+        from sessions.traces.replay import replay_trace
+        from sessions.traces.store import load_trace
+
+        assert self.store is not None and self.engine is not None
+        trace = load_trace(self.store, trace_id)
+        step_sid = self.recorder.step_session_id if self.recorder is not None else None
+        try:
+            return replay_trace(self.store, self.engine, trace, on_step=on_step, recorder=self.recorder, stop=stop).to_dict()
+        finally:
+            if self.recorder is not None:
+                self.recorder.step_session_id = step_sid
+
+    def budget_of(self, ref: str) -> tuple[str, list[dict[str, Any]]]:
+        """The budget rows of any stored trace or session (an id or a unique prefix), as `workbench
+        budget REF --json` gives them. Counted with the loaded engine's tokenizer; a call made by
+        another model is counted with it as a stand-in, and says so."""
+        from sessions.budget import BudgetTokenizer, budget_rows, calls_from_session, calls_from_trace
+        from sessions.store import StoreError
+        from sessions.traces.store import load_trace, resolve_trace_id
+
+        assert self.store is not None and self.engine is not None
+        if self.recorder is not None:
+            self.recorder.flush()
+        try:
+            tid = resolve_trace_id(self.store, ref)
+        except StoreError as e:
+            if "ambiguous" in str(e):
+                raise
+            sid, calls = calls_from_session(self.store, ref)
+            source = f"session {sid}"
+        else:
+            calls, source = calls_from_trace(load_trace(self.store, tid)), f"trace {tid}"
+        own = BudgetTokenizer.from_engine(self.engine)
+        toks: dict[str | None, BudgetTokenizer] = {}
+
+        def tokenizer_for(model: str | None) -> BudgetTokenizer:
+            if model is None and source.startswith("session") or model == self.engine.model_name:
+                return own
+            if model not in toks:
+                toks[model] = BudgetTokenizer.from_engine(self.engine, stands_in_for=model or "unknown model")
+            return toks[model]
+
+        cfg = self.budget_config
+        return source, budget_rows(source, calls, tokenizer_for, cfg, policy=any(cfg.caps.values()))
+
+    def latency(self, ref: str) -> Any:
+        """sessions.latency's "where the p95 goes" report of a run, session or trace, or None when that
+        module is not installed here."""
+        try:
+            from sessions.latency import latency_report
+        except ImportError:
+            return None
+        assert self.store is not None
+        return latency_report(self.store, ref, slo=self.config.get("slo") or None)
+
+    # ---- the Runs tab (blocking: call from a worker thread) ----
+    @property
+    def slo(self) -> dict[str, float]:
+        return slo_limits(self.config)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every bench run (sessions.bench.list_runs) with `slo_passed`: the config's summary SLOs
+        judged on the stored summary (None when none is set or the run has no summary yet)."""
+        from sessions.bench import list_runs
+        from sessions.metrics import REQUEST_SLO_KEYS, check_slo
+
+        assert self.store is not None
+        if self.recorder is not None:
+            self.recorder.flush()
+        limits = {k: v for k, v in self.slo.items() if k not in REQUEST_SLO_KEYS}
+        rows = list_runs(self.store)
+        for r in rows:
+            summary = r.pop("summary")
+            r["slo_passed"] = (all(c.passed for c in check_slo([], summary, limits))
+                               if limits and summary else None)
+        return rows
+
+    def run_detail(self, run_id: str) -> tuple[dict[str, Any], list[float], list[float], list[tuple[float, float | None, float]]]:
+        """A run's report with the config's SLOs checked, and what its charts draw (ms)."""
+        from sessions.report import load_run, report_from
+
+        assert self.store is not None
+        data = load_run(self.store, run_id)
+        report = report_from(data, self.slo or None)
+        done = [r for r in data.records if r.completed]
+        t0 = min((r.arrival_ns for r in data.records), default=0)
+        rows = [((r.arrival_ns - t0) / 1e6, None if r.first_token_ns is None else (r.first_token_ns - t0) / 1e6,
+                 (r.finished_ns - t0) / 1e6) for r in data.records if r.finished_ns is not None]
+        for k in ("ttfts", "itls", "input_lens", "output_lens", "errors"):
+            report.pop(k, None)  # per-request arrays: the charts get them in ms below
+        return report, [r.ttft_ms for r in done], [x for r in done for x in r.itl_ms], rows
+
+    def compare_runs(self, base: str, other: str) -> dict[str, Any]:
+        """`workbench report BASE --compare OTHER`'s judgement: deltas and a Mann-Whitney verdict per metric."""
+        from sessions.report import build_report
+
+        assert self.store is not None
+        return build_report(self.store, base, self.slo or None, compare_to=other)["compare"]
+
+    def export_run(self, run_id: str, path: str, fmt: str | None = None) -> tuple[str, str, int]:
+        """Write the run's report as `workbench report RUN --out PATH` would; returns the absolute path,
+        the format and the bytes written. A path that cannot be written raises OSError."""
+        import os
+
+        from sessions.report import write_report
+        from workbench.commands.report_cmd import format_for
+
+        assert self.store is not None
+        target = os.path.abspath(os.path.expanduser(path))
+        fmt = format_for(target, None if fmt in (None, "", "auto") else fmt)
+        text, _ = write_report(self.store, run_id, fmt, slo=self.slo or None)
+        if os.path.isdir(target):
+            raise IsADirectoryError(21, "is a directory", target)
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(text)
+        return target, fmt, len(text.encode("utf-8"))
+
+    def bench(self, options: dict[str, Any], *, on_progress: Callable[[int, int, int, dict[str, Any]], None],
+              stop: threading.Event):
+        """`workbench bench` from the Runs tab's form, on the loaded engine or on a remote
+        OpenAI-compatible server. Setting `stop` acts as Ctrl+C does on the command line: what is in
+        flight is cancelled, every finished request is kept, the run is "interrupted"."""
+        from sessions.bench import run_bench
+        from workbench.commands.bench_cmd import bench_config, remote_engine
+
+        assert self.store is not None
+        opts = dict(options)
+        backend = opts.pop("backend", "local")
+        cfg = bench_config(**opts)
+        if backend == "openai":
+            engine, recorder = remote_engine(self.config, cfg.base_url), None
+        else:
+            assert self.engine is not None
+            engine, recorder = self.engine, self.recorder  # already listening to this engine
+        live = BenchLive()
+        engine.add_listener(live.on_event)
+        step_sid = self.recorder.step_session_id if self.recorder is not None else None
+
+        def progress(finished: int, submitted: int, total: int) -> None:
+            if stop.is_set():
+                raise KeyboardInterrupt  # run_bench's own way to stop and keep what finished
+            if live.due(finished):
+                on_progress(finished, submitted, total, live.snapshot())
+
+        try:
+            return run_bench(engine, self.store, cfg, progress=progress, recorder=recorder)
+        finally:
+            engine.remove_listener(live.on_event)
+            if self.recorder is not None:
+                self.recorder.step_session_id = step_sid
+            if engine is not self.engine:
+                engine.close()
+
+
+class BenchLive:
+    """Engine listener for a bench run in progress: each finished request's TTFT and TPOT, so the
+    Runs tab shows percentiles while the run goes. `due()` limits updates to a few a second."""
+
+    def __init__(self, every_s: float = 0.25) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self.started = self._clock()
+        self.every_s = every_s
+        self._last = 0.0
+        self._last_finished = -1
+        self.ttft_ms: list[float] = []
+        self.tpot_ms: list[float] = []
+        self.output_tokens = 0
+        self._lock = threading.Lock()
+
+    def on_event(self, ev: EngineEvent) -> None:
+        from engine.types import RequestFinished
+
+        if isinstance(ev, RequestFinished) and ev.tags.get("bench_run"):
+            d = ev.result.metrics.to_dict()
+            with self._lock:
+                if d.get("ttft_ms") is not None:
+                    self.ttft_ms.append(d["ttft_ms"])
+                if d.get("tpot_ms") is not None:
+                    self.tpot_ms.append(d["tpot_ms"])
+                self.output_tokens += d.get("output_tokens") or 0
+
+    def due(self, finished: int) -> bool:
+        """At most one update per `every_s`, and always one when a request has finished since."""
+        now = self._clock()
+        if now - self._last < self.every_s and (finished == self._last_finished or now - self._last < 0.05):
+            return False
+        self._last, self._last_finished = now, finished
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        from engine.types import percentile
+
+        with self._lock:
+            ttft, tpot, out = list(self.ttft_ms), list(self.tpot_ms), self.output_tokens
+        elapsed = self._clock() - self.started
+        return {"p50_ttft_ms": percentile(ttft, 50), "p95_ttft_ms": percentile(ttft, 95),
+                "p99_ttft_ms": percentile(ttft, 99), "p50_tpot_ms": percentile(tpot, 50),
+                "output_tokens_per_s": out / elapsed if elapsed > 0 else None, "ttft_ms": ttft}
+
+
+def slo_limits(config: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The config's [slo] table as sessions.metrics SLO keys: `ttft_p95_ms` names the summary field
+    p95_ttft_ms, `ttft_ms` stays a per-request limit. The table is optional; keys that name no
+    known figure, and limits that are not positive numbers, are left out rather than failing."""
+    import re
+
+    from sessions.errors import SessionsError
+    from sessions.metrics import parse_slo
+
+    out: dict[str, float] = {}
+    for key, value in (config.get("slo") or {}).items():
+        m = re.fullmatch(r"(ttft|tpot|itl|e2el)_(p\d+|mean|median|std)_ms", str(key))
+        name = f"{m[2]}_{m[1]}_ms" if m else str(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        try:
+            out.update(parse_slo(f"{name}={value}"))
+        except SessionsError:
+            continue
+    return out

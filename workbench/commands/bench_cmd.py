@@ -45,7 +45,7 @@ def register(sub, common) -> None:
 
 def _engine(args: argparse.Namespace):
     from workbench.cli import CliError
-    from workbench.context import backend_name, engine_for
+    from workbench.context import backend_name, config_for, engine_for
 
     if backend_name(args) != "openai":
         if args.base_url or args.api_key_env:
@@ -53,19 +53,46 @@ def _engine(args: argparse.Namespace):
         return engine_for(args)
     if not args.base_url:
         raise CliError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
+    # only an explicit --model; otherwise the server's first listed model, as vllm bench serve does
+    return remote_engine(config_for(args), args.base_url, model=getattr(args, "model", None),
+                         api_key_env=args.api_key_env, endpoint=args.endpoint, tokenizer=args.tokenizer)
+
+
+def remote_engine(config: dict, base_url: str, *, model: str | None = None, api_key_env: str | None = None,
+                  endpoint: str = "chat", tokenizer: str | None = None):
+    """An engine on any OpenAI-compatible server, for `workbench bench --backend openai` and the
+    app's Runs tab alike. `tokenizer` counts output tokens where a server sends no usage."""
+    from workbench.cli import CliError
+    from workbench.services import load_engine
+
     key = None
-    if args.api_key_env:
-        key = os.environ.get(args.api_key_env)
+    if api_key_env:
+        key = os.environ.get(api_key_env)
         if not key:
-            raise CliError(f"environment variable {args.api_key_env} is not set")
+            raise CliError(f"environment variable {api_key_env} is not set")
     counter = None
-    if args.tokenizer:  # counts output tokens where a server sends no usage
+    if tokenizer:
         from engine.tokenizer import token_counter
 
-        counter = token_counter(args.tokenizer)
-    # only an explicit --model; otherwise the server's first listed model, as vllm bench serve does
-    return engine_for(args, model=getattr(args, "model", None), base_url=args.base_url, api_key=key,
-                      endpoint=args.endpoint, tokenizer=counter)
+        counter = token_counter(tokenizer)
+    return load_engine(config, model=model, backend="openai", base_url=base_url, api_key=key,
+                       endpoint=endpoint, tokenizer=counter)
+
+
+def bench_config(*, workload: str, requests: int, concurrency: int | None = None, rate: float | None = None,
+                 max_tokens: int = 64, temperature: float = 0.0, seed: int = 0, ignore_eos: bool = False,
+                 trace: str | None = None, base_url: str | None = None, endpoint: str = "chat"):
+    """The checked BenchConfig of a run, from the CLI's options or the app's form (one place, so
+    both name workloads and record remote runs the same way)."""
+    from sessions.bench import BenchConfig
+
+    dashed = workload.replace("_", "-")
+    workload = dashed if dashed in DATASET_WORKLOADS else workload
+    cfg = BenchConfig(workload=workload, num_requests=requests, concurrency=concurrency, request_rate=rate,
+                      max_tokens=max_tokens, temperature=temperature, seed=seed, ignore_eos=ignore_eos,
+                      trace_id=trace, base_url=base_url, extra={"endpoint": endpoint} if base_url else {})
+    cfg.check()
+    return cfg
 
 
 def _dataset_options(args: argparse.Namespace, engine) -> dict:
@@ -94,14 +121,10 @@ def bench_progress():
 
 
 def run(args: argparse.Namespace) -> int:
-    from sessions.bench import BenchConfig
-
-    workload = args.workload.replace("_", "-") if args.workload.replace("_", "-") in DATASET_WORKLOADS else args.workload
-    cfg = BenchConfig(workload=workload, num_requests=args.requests, concurrency=args.concurrency,
-                      request_rate=args.rate, max_tokens=args.max_tokens, temperature=args.temperature,
-                      seed=args.seed, ignore_eos=args.ignore_eos, trace_id=args.trace, base_url=args.base_url,
-                      extra={"endpoint": args.endpoint} if args.base_url else {})
-    cfg.check()
+    cfg = bench_config(workload=args.workload, requests=args.requests, concurrency=args.concurrency, rate=args.rate,
+                       max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
+                       ignore_eos=args.ignore_eos, trace=args.trace, base_url=args.base_url, endpoint=args.endpoint)
+    workload = cfg.workload
     from workbench.context import open_store
 
     store = open_store(args)

@@ -22,9 +22,14 @@ def register(sub, common) -> None:
 
 
 def _format(args: argparse.Namespace) -> str:
-    if args.format:
-        return args.format
-    ext = os.path.splitext(args.out or "")[1].lower().lstrip(".")
+    return format_for(args.out, args.format)
+
+
+def format_for(path: str | None, fmt: str | None = None) -> str:
+    """The format asked for, else the one the file's extension names, else Markdown."""
+    if fmt:
+        return fmt
+    ext = os.path.splitext(path or "")[1].lower().lstrip(".")
     return {"htm": "html", "markdown": "md"}.get(ext, ext) if ext in ("html", "htm", "md", "markdown", "json", "csv") else "md"
 
 
