@@ -313,11 +313,9 @@ def load_public_prompts(workload: str, split: str, path: Path = PUBLIC_PROMPTS) 
 def _public_item(row: dict[str, Any], max_tokens: int) -> BenchItem:
     r = row["record"]
     if row["workload"] == "code-fix":
-        prompt: Prompt = [
-            {"role": "system", "content": "You fix bugs in code. Reply with the whole fixed code in one code block "
-                                          "and nothing else."},
-            {"role": "user", "content": f"Fix the bug in this code.\n\n```python\n{r['buggy_code'].strip()}\n```"},
-        ]
+        # asked for the whole code back, the answer copies much of the prompt (the prompt-lookup case)
+        prompt: Prompt = [{"role": "user", "content": "Rewrite this code with the bug fixed. Output only the code."
+                                                      f"\n\n```python\n{r['buggy_code'].strip()}\n```"}]
     else:
         prompt = [{"role": "user", "content": r["turns"][0]}]
     return BenchItem(f"{row['workload']}:{row['id']}", prompt, max_tokens)
