@@ -23,11 +23,13 @@ MARGIN = 0.03  # speculate only when the model predicts at least this much more 
 MATCH_BUCKETS = (0, 2, 3, 4, 6, 8, 12, 16, 24)
 # P(first draft accepted) by match bucket before anything is measured: fitted on the tuning half of
 # the public prompt set (tests/perf/tune_spec_policy.py); measured acceptance replaces it quickly
-PRIOR_FIRST = (0.5, 0.30, 0.35, 0.40, 0.45, 0.55, 0.65, 0.75, 0.85)
+PRIOR_FIRST = (0.5, 0.45, 0.6, 0.6, 0.65, 0.85, 0.85, 0.9, 0.9)
+PRIOR_SURVIVAL = 0.7  # P(draft j + 1 accepted | drafts 1..j were), tuning half: 0.61-0.84 by position
 PRIOR_IN_RUN = 0.8  # after a verify that accepted all its drafts (a copy under way)
 PRIOR_WEIGHT = 2.0  # pseudo-counts of a prior
 LONG_MATCH = 8  # a match this long is a copy: probed at once, and drafted even while backing off
 BACKOFF_MAX = 64  # steps: after n misses in a row, a request's chance matches wait 2**n steps
+FADE = 0.995  # per step with candidates but no draft: the engine-wide figures drift back to the priors
 MEASURE_ALPHA = 0.25  # verify costs are measured only with a draft at least this likely to pass
 
 
@@ -128,6 +130,13 @@ class MatchAcceptance:
         t[2] += k
         t[3] += a
 
+    def forget_a_little(self) -> None:
+        """A step with drafts on offer and none taken: evidence fades (half-life ~140 such steps),
+        so a figure ruined by a bad spell is tried again now and then, not never."""
+        for c in self.counts.values():
+            c[0] *= FADE
+            c[1] *= FADE
+
     def to_dict(self) -> dict[str, Any]:
         out = {}
         for b, (v, h, d, a) in sorted(self.totals.items()):
@@ -148,15 +157,15 @@ class PositionSurvival:
 
     def add(self, k: int, a: int) -> None:
         while len(self.reached) < k:
-            self.reached.append(1.0)  # prior: 0.5
-            self.passed.append(0.5)
+            self.reached.append(PRIOR_WEIGHT)
+            self.passed.append(PRIOR_WEIGHT * PRIOR_SURVIVAL)
         for j in range(1, min(a + 1, k)):  # position j + 1 was tested: j drafts before it passed
             self.reached[j] = 0.99 * self.reached[j] + 1
             self.passed[j] = 0.99 * self.passed[j] + (a > j)
 
     def cond(self, j: int) -> float:
         """P(draft j + 1 accepted | drafts 1..j accepted), j >= 1."""
-        return self.passed[j] / self.reached[j] if j < len(self.reached) else 0.5
+        return self.passed[j] / self.reached[j] if j < len(self.reached) else PRIOR_SURVIVAL
 
 
 def rows_bucket(rows: int) -> int:
@@ -237,10 +246,12 @@ class SpecPolicy:
             k = measure or min(3, self.k_max)
             got = {seq.seq_id: min(cap, k) for seq, cap, _, _ in live[:2]}
             self.probes += len(set(probe) - set(got))
-            got.update({sid: cap for sid, cap in probe.items() if sid not in got})
+            got.update(probe)  # a long match is drafted in full: it measures the biggest k too
             self._set("on", k, f"measuring the verify cost at batch {batch_size} with k={k}")
             return self._keep(got, cands)
         got = self._best(live, batch_size, self.draft[b].value if model_drafter else 0.0)
+        if not got:
+            self.by_match.forget_a_little()
         extra = {sid: cap for sid, cap in probe.items() if sid not in got}
         if extra:
             self.probes += len(extra)
