@@ -144,6 +144,7 @@ def run_sweep(engine: Engine, store: Store, cfg: SweepConfig, progress: Progress
                 for mode, cell in cells.items():
                     if mode == "off":
                         cell.speedup = 1.0
+                        cell.cpu_ratio = 1.0 if cell.cpu_ms_per_token else None
                     elif off is not None:
                         cell.identical_to_off = all(tokens == off_tokens for _, tokens in runs[mode])
                         if cell.output_throughput and off.output_throughput:
