@@ -18,6 +18,7 @@ EWMA_WEIGHT = 0.25  # weight of a new measurement (model drafters' pass time)
 STEP_SAMPLES = 16  # a rows bucket's step time: the lower quartile of its last this many samples
 PLAIN_REFRESH_STEPS = 32  # a batch-size bucket's plain-step time is re-measured when older than this
 MARGIN = 0.03  # speculate only when the model predicts at least this much more goodput
+SURE_SPEEDUP = 1.3  # predicted this much, a stale plain-step time is re-measured 4x less often
 
 # prompt-lookup match lengths, bucketed (lower bounds); bucket 0 is a model drafter's (no match)
 MATCH_BUCKETS = (0, 2, 3, 4, 6, 8, 12, 16, 24)
@@ -226,7 +227,11 @@ class SpecPolicy:
             return self._keep({seq.seq_id: cap for seq, cap, _ in cands}, cands)
         b = bucket(batch_size)
         plain = self.plain.get(b)
-        if plain is None or self.steps - plain.at_step > PLAIN_REFRESH_STEPS:
+        age = self.steps - plain.at_step if plain is not None else None
+        # while a copy pays by a wide margin a fresher plain step would not change the decision:
+        # it is re-measured later, so a long copy is not interrupted every PLAIN_REFRESH_STEPS
+        wide = self.decision == "on" and (self.predicted_speedup or 0) >= SURE_SPEEDUP
+        if age is None or age > PLAIN_REFRESH_STEPS * (4 if wide else 1):
             self._set("off", 0, f"measuring a plain step at batch {batch_size}")
             return {}
         # chance matches of a request that keeps missing wait (exponential back-off); long ones never do
