@@ -64,8 +64,10 @@ class StepCost:
     value: float | None = None
     n: int = 0
     at_step: int = 0
+    rows: float = 0.0  # mean rows of the samples (a bucket above 16 spans eight row counts)
 
-    def add(self, x: float, step: int) -> None:
+    def add(self, x: float, step: int, rows: int = 0) -> None:
+        self.rows = rows if self.n == 0 else 0.8 * self.rows + 0.2 * rows
         self.samples.append(x)
         if len(self.samples) > STEP_SAMPLES:
             del self.samples[0]
@@ -296,15 +298,26 @@ class SpecPolicy:
                 return k
         return None
 
-    def step_time(self, rows: int, pts: list[tuple[int, float]] | None = None) -> float:
-        """Predicted seconds of a decode-only forward over `rows` rows: the measured bucket, else
-        linear between the nearest measured ones (flat below, the last slope above). pts: the
-        measured points, sorted, when the caller asks for many predictions at once."""
+    def points(self) -> list[tuple[float, float]]:
+        """(rows, seconds) of the measured buckets, sorted: exact rows up to 16, the mean rows of
+        the samples above (where a bucket spans eight row counts)."""
+        return sorted((m if m <= 16 or not e.rows else e.rows, e.value) for m, e in self.rows.items())
+
+    def step_time(self, rows: int, pts: list[tuple[float, float]] | None = None) -> float:
+        """Predicted seconds of a decode-only forward over `rows` rows: the measured point, else
+        linear between the nearest measured ones (flat below, the last slope above). Above 16
+        rows a GEMM on a CPU is compute-bound: a bucket's time is scaled by rows over its mean rows,
+        so that drafts inside one bucket are not taken for free. pts: self.points(), when the
+        caller asks for many predictions at once."""
         if pts is None:
-            pts = sorted((m, e.value) for m, e in self.rows.items())
+            pts = self.points()
         if not pts:
             return 0.0
-        key = rows_bucket(rows)
+        key = rows if rows > 16 else rows_bucket(rows)
+        if rows > 16:
+            for m, t in pts:
+                if m > 16 and rows_bucket(int(round(m))) == rows_bucket(rows):
+                    return t * rows / m
         for m, t in pts:
             if m == key:
                 return t
@@ -322,7 +335,7 @@ class SpecPolicy:
 
     def _best(self, live, batch_size: int, t_draft: float) -> dict[str, int]:
         # live: (seq, cap, match, alpha), best alpha first; the cost curve once per step
-        pts = sorted((m, e.value) for m, e in self.rows.items())
+        pts = self.points()
         t_plain = self.step_time(batch_size, pts)
         base_rate = batch_size / t_plain
         best = (base_rate, 0, 0, t_plain)
@@ -366,9 +379,10 @@ class SpecPolicy:
         """A decode-only step (no prefill rows): forward_s covers the forward pass and sampling or
         verification; draft_s the model drafter's passes, if any."""
         b = bucket(batch_size)
-        self.rows.setdefault(rows_bucket(batch_size + draft_tokens), StepCost()).add(forward_s, self.steps)
+        rows = batch_size + draft_tokens
+        self.rows.setdefault(rows_bucket(rows), StepCost()).add(forward_s, self.steps, rows)
         if draft_tokens == 0:
-            self.plain.setdefault(b, StepCost()).add(forward_s, self.steps)
+            self.plain.setdefault(b, StepCost()).add(forward_s, self.steps, rows)
             return
         if draft_passes:
             self.draft.setdefault(b, Ewma()).add(draft_s / draft_passes, self.steps)

@@ -134,3 +134,19 @@ def test_prompt_lookup_reports_the_match_length():
     p.forget("s")
     draft, m = p.propose_match(Seq(prompt + [50, 8, 9]), 4)
     assert draft == [10, 11, 12, 13] and m == 2
+
+
+def test_drafts_inside_one_rows_bucket_are_not_free_above_16_rows():
+    """Batch 20 plus 3 drafts falls in the same 17-24 rows bucket as batch 20 alone; on a CPU the
+    GEMM is compute-bound there, so the prediction grows with the rows, not per bucket."""
+    pol = SpecPolicy("auto", k_max=8)
+    for _ in range(4):
+        pol.observe_step(20, 0.100, 0, 0.0, 0)
+    assert pol.step_time(20) == pytest.approx(0.100)
+    assert pol.step_time(23) == pytest.approx(0.100 * 23 / 20)
+    pol.observe_acceptance("a", 8, 0, match=2)  # chance matches that pass a third of the time
+    for _ in range(2):
+        pol.observe_acceptance("a", 8, 1, match=2)
+    cands = [(S(f"r{i}"), 8, 2) for i in range(3)]
+    got = pol._best([(s, cap, m, 0.3) for s, cap, m in cands], 20, 0.0)
+    assert got == {} and "predicted" in pol.reason
