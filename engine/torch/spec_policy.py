@@ -201,7 +201,11 @@ class SpecPolicy:
     mode: str = "auto"
     k_max: int = 8
     plain: dict[int, StepCost] = field(default_factory=dict)  # batch bucket -> a plain decode step (freshness)
-    rows: dict[int, StepCost] = field(default_factory=dict)  # rows bucket -> seconds of a decode-only forward
+    # rows bucket -> seconds of a decode-only forward: verify steps (with drafts) and plain steps apart,
+    # since a verify step costs more than a plain step of as many rows (and one bucket above 16
+    # rows holds both: the cheaper plain samples would make drafts look free)
+    rows: dict[int, StepCost] = field(default_factory=dict)
+    plain_rows: dict[int, StepCost] = field(default_factory=dict)
     draft: dict[int, Ewma] = field(default_factory=dict)  # bucket -> seconds of one draft pass (model drafters)
     acceptance: dict[str, Acceptance] = field(default_factory=dict)
     survival: PositionSurvival = field(default_factory=PositionSurvival)
@@ -245,21 +249,19 @@ class SpecPolicy:
         live.sort(key=lambda c: -c[3])
         # a long match without a figure of its own yet: drafted on sight (lookup is free, the
         # verify rows are the cost, and a copy found late is a copy lost)
-        probe = {seq.seq_id: cap for seq, cap, m, _ in live
-                 if (m or 0) >= LONG_MATCH and self._unseen_long(seq)}
+        unseen = {seq.seq_id: (m, cap) for seq, cap, m, _ in live if (m or 0) >= LONG_MATCH and self._unseen_long(seq)}
         measure = self._probe(live, batch_size)
         if measure is not None or (model_drafter and b not in self.draft):
             # a k whose cost is not known yet: a losing probe costs one step
             k = measure or min(3, self.k_max)
-            got = {seq.seq_id: min(cap, k) for seq, cap, _, _ in live[:2]}
-            self.probes += len(set(probe) - set(got))
-            got.update(probe)  # a long match is drafted in full: it measures the biggest k too
+            # the two likeliest; an unseen long match among them in full (it measures the biggest k)
+            got = {seq.seq_id: cap if seq.seq_id in unseen else min(cap, k) for seq, cap, _, _ in live[:2]}
             self._set("on", k, f"measuring the verify cost at batch {batch_size} with k={k}")
             return self._keep(got, cands)
         got = self._best(live, batch_size, self.draft[b].value if model_drafter else 0.0)
         if not got:
             self.by_match.forget_a_little()
-        extra = {sid: cap for sid, cap in probe.items() if sid not in got}
+        extra = {sid: cap for sid, (m, cap) in unseen.items() if sid not in got and self._probe_pays(m, cap, batch_size)}
         if extra:
             self.probes += len(extra)
             got.update(extra)
@@ -283,6 +285,15 @@ class SpecPolicy:
         acc = self.acceptance.get(seq.seq_id)
         return acc is None or (acc.in_run == 0 and acc.seen(1) < 0.5)
 
+    def _probe_pays(self, match: int, cap: int, batch_size: int) -> bool:
+        """Would drafting this long match pay if it were accepted as such matches are before
+        anything is measured? At batch 1 on a CPU it does; at batch 32 eight more rows cost more
+        than the prior promises, and a long match is left to the measured figures."""
+        gain = expected_accepted(PRIOR_FIRST[match_bucket(match)], cap, self.survival)
+        t_plain = self.step_time(batch_size, self.points(plain=True))
+        t = self.step_time(batch_size + cap, self.points(plain=False))
+        return t_plain > 0 and (batch_size + gain) / t > (1 + MARGIN) * batch_size / t_plain
+
     def _probe(self, live, batch_size: int) -> int | None:
         """A k to try when the cost of verifying that many drafts lies beyond every measured step
         (extrapolation, not interpolation): the curve is learned at a few points (k_max // 4,
@@ -298,10 +309,16 @@ class SpecPolicy:
                 return k
         return None
 
-    def points(self) -> list[tuple[float, float]]:
+    def points(self, plain: bool | None = None) -> list[tuple[float, float]]:
         """(rows, seconds) of the measured buckets, sorted: exact rows up to 16, the mean rows of
-        the samples above (where a bucket spans eight row counts)."""
-        return sorted((m if m <= 16 or not e.rows else e.rows, e.value) for m, e in self.rows.items())
+        the samples above (where a bucket spans eight row counts). plain: plain steps only, or
+        verify steps only (either falls back on the other while it has no point); None: both,
+        verify steps where a bucket has both."""
+        if plain is None:
+            merged = {**self.plain_rows, **self.rows}
+        else:
+            merged = (self.plain_rows if plain else self.rows) or (self.rows if plain else self.plain_rows)
+        return sorted((m if m <= 16 or not e.rows else e.rows, e.value) for m, e in merged.items())
 
     def step_time(self, rows: int, pts: list[tuple[float, float]] | None = None) -> float:
         """Predicted seconds of a decode-only forward over `rows` rows: the measured point, else
@@ -335,8 +352,8 @@ class SpecPolicy:
 
     def _best(self, live, batch_size: int, t_draft: float) -> dict[str, int]:
         # live: (seq, cap, match, alpha), best alpha first; the cost curve once per step
-        pts = self.points()
-        t_plain = self.step_time(batch_size, pts)
+        pts = self.points(plain=False)
+        t_plain = self.step_time(batch_size, self.points(plain=True))
         base_rate = batch_size / t_plain
         best = (base_rate, 0, 0, t_plain)
         for k in range(1, self.k_max + 1):
@@ -380,7 +397,8 @@ class SpecPolicy:
         verification; draft_s the model drafter's passes, if any."""
         b = bucket(batch_size)
         rows = batch_size + draft_tokens
-        self.rows.setdefault(rows_bucket(rows), StepCost()).add(forward_s, self.steps, rows)
+        (self.rows if draft_tokens else self.plain_rows).setdefault(rows_bucket(rows), StepCost()).add(
+            forward_s, self.steps, rows)
         if draft_tokens == 0:
             self.plain.setdefault(b, StepCost()).add(forward_s, self.steps, rows)
             return
@@ -411,6 +429,7 @@ class SpecPolicy:
             "spec_draft_survival": [round(self.survival.cond(j), 3) for j in range(1, len(self.survival.reached))],
             # decode-only forward time by rows (batch + drafts), and model drafters' pass by batch
             "spec_step_ms_by_rows": {str(m): e.value * 1e3 for m, e in sorted(self.rows.items())},
+            "spec_plain_step_ms_by_rows": {str(m): e.value * 1e3 for m, e in sorted(self.plain_rows.items())},
             "spec_draft_pass_ms": {str(b): e.value * 1e3 for b, e in sorted(self.draft.items())},
             "spec_acceptance_by_match": self.by_match.to_dict(),
             "spec_long_match_probes": self.probes,

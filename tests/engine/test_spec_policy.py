@@ -60,7 +60,7 @@ def test_nothing_accepted_stops_drafting_fast_and_costs_under_3_percent(batch):
     late = [t for t, d in enumerate(drafts) if d and t >= 100]
     # later drafts: only re-probes (long matches, faded figures), each a single step
     assert len(late) <= 300 // 25
-    assert "backing off" in pol.reason or pol.decision == "off" or "probing" in pol.reason
+    assert sum(1 for d in drafts[-100:] if d) <= 4
 
 
 def test_a_long_prompt_match_is_drafted_at_once_even_after_chance_misses():
