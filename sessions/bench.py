@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 from engine import Engine, EngineError, RequestFinished, SamplingParams
@@ -292,6 +293,49 @@ def json_workload(o: WorkloadOptions) -> list[BenchItem]:
         ]
         items.append(BenchItem("json", prompt, o.max_tokens))
     return items
+
+
+# ---- public prompts (sessions/data/public/spec_prompts.jsonl): a tuning half and a report half ----
+
+PUBLIC_PROMPTS = Path(__file__).parent / "data" / "public" / "spec_prompts.jsonl"
+
+
+def load_public_prompts(workload: str, split: str, path: Path = PUBLIC_PROMPTS) -> list[dict[str, Any]]:
+    """Records of one workload ("code-fix", "chat") and one split ("tune", "report"), in file order."""
+    try:
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError) as e:
+        raise SessionsError(f"cannot read the public prompt set {path}: {e}") from None
+    return [r for r in rows if r["workload"] == workload and r["split"] == split]
+
+
+def _public_item(row: dict[str, Any], max_tokens: int) -> BenchItem:
+    r = row["record"]
+    if row["workload"] == "code-fix":
+        # asked for the whole code back, the answer copies much of the prompt (the prompt-lookup case)
+        prompt: Prompt = [{"role": "user", "content": "Rewrite this code with the bug fixed. Output only the code."
+                                                      f"\n\n```python\n{r['buggy_code'].strip()}\n```"}]
+    else:
+        prompt = [{"role": "user", "content": r["turns"][0]}]
+    return BenchItem(f"{row['workload']}:{row['id']}", prompt, max_tokens)
+
+
+def _public_workload(workload: str, split: str) -> Workload:
+    def build(o: WorkloadOptions) -> list[BenchItem]:
+        rows = load_public_prompts(workload, split)
+        if not rows:
+            raise SessionsError(f"the public prompt set has no {workload}/{split} records")
+        start = o.seed % len(rows)  # each request the next record; more requests than records: around again
+        return [_public_item(rows[(start + i) % len(rows)], o.max_tokens) for i in range(o.num_requests)]
+
+    build.__doc__ = f"Public {workload} prompts, {split} half (sessions/data/public/SOURCES.md)."
+    return build
+
+
+for _w, _name in (("code-fix", "public-code"), ("chat", "public-chat")):
+    for _s in ("tune", "report"):
+        workload(f"{_name}-{_s}")(_public_workload(_w, _s))
 
 
 @workload("trace")

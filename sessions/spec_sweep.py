@@ -2,6 +2,7 @@
 recorded bench run, with speedup over speculation off and the crossover batch size per workload."""
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,6 +17,19 @@ from sessions.store import Store
 SWEEP_WORKLOADS = ("chat", "code-edit", "json")
 SWEEP_BATCHES = (1, 8, 32)
 SWEEP_MODES = ("off", "ngram", "draft", "auto")
+# public prompts (sessions/data/public/spec_prompts.jsonl): tune the policy on one half, quote the other
+WORKLOAD_SETS = {
+    "builtin": SWEEP_WORKLOADS,
+    "public-tune": ("public-code-tune", "public-chat-tune"),
+    "public-report": ("public-code-report", "public-chat-report"),
+}
+
+
+def workload_set(name: str) -> tuple[str, ...]:
+    try:
+        return WORKLOAD_SETS[name]
+    except KeyError:
+        raise SessionsError(f"unknown workload set {name!r}: choose one of {', '.join(WORKLOAD_SETS)}") from None
 
 
 @dataclass(slots=True)
@@ -29,6 +43,7 @@ class SweepConfig:
     # each (workload, batch) runs its modes this many times, interleaved (off, ngram, auto, off, ...);
     # a cell's throughput is the median: on a shared machine one run apiece cannot show 3%
     repeats: int = 1
+    min_requests: int = 0  # at least this many requests a cell (small batches otherwise see few prompts)
 
     def check(self) -> None:
         if "off" not in self.modes:
@@ -51,6 +66,11 @@ class Cell:
     policy_reason: str | None = None
     speedup: float | None = None
     throughputs: list[float] = field(default_factory=list)  # every repeat's, in run order
+    # process CPU seconds per output token (engine thread included), median over repeats: other
+    # processes on a shared machine stretch wall time, much less the CPU time this one spends
+    cpu_ms_per_token: float | None = None
+    cpu_ms_per_tokens: list[float] = field(default_factory=list)
+    cpu_ratio: float | None = None  # off's CPU time per token / this cell's (above 1: cheaper than off)
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -72,7 +92,8 @@ def _cell_dict(c: Cell) -> dict[str, Any]:
             "output_throughput": c.output_throughput, "speedup": c.speedup, "spec_draft_tokens": c.spec_draft_tokens,
             "spec_accepted_tokens": c.spec_accepted_tokens, "acceptance_rate": c.acceptance_rate,
             "identical_to_off": c.identical_to_off, "policy_reason": c.policy_reason,
-            "throughputs": c.throughputs}
+            "throughputs": c.throughputs, "cpu_ms_per_token": c.cpu_ms_per_token, "cpu_ratio": c.cpu_ratio,
+            "cpu_ms_per_tokens": c.cpu_ms_per_tokens}
 
 
 def crossover(cells: list[Cell]) -> dict[str, dict[str, Any]]:
@@ -123,10 +144,13 @@ def run_sweep(engine: Engine, store: Store, cfg: SweepConfig, progress: Progress
                 for mode, cell in cells.items():
                     if mode == "off":
                         cell.speedup = 1.0
+                        cell.cpu_ratio = 1.0 if cell.cpu_ms_per_token else None
                     elif off is not None:
                         cell.identical_to_off = all(tokens == off_tokens for _, tokens in runs[mode])
                         if cell.output_throughput and off.output_throughput:
                             cell.speedup = cell.output_throughput / off.output_throughput
+                        if cell.cpu_ms_per_token and off.cpu_ms_per_token:
+                            cell.cpu_ratio = off.cpu_ms_per_token / cell.cpu_ms_per_token
                     result.cells.append(cell)
     finally:
         backend.set_speculation(getattr(backend, "speculation_mode", "off"))
@@ -139,10 +163,13 @@ def _merge(runs: list[tuple[Cell, list[list[int]]]]) -> Cell:
     cells = [c for c, _ in runs]
     ranked = sorted(cells, key=lambda c: c.output_throughput or 0.0)
     mid = ranked[(len(ranked) - 1) // 2]
+    cpu = sorted(c.cpu_ms_per_token for c in cells if c.cpu_ms_per_token is not None)
     return Cell(mid.workload, mid.batch_size, mid.speculation, mid.run_id, mid.output_throughput,
                 sum(c.spec_draft_tokens for c in cells), sum(c.spec_accepted_tokens for c in cells),
                 sum(c.spec_verify_steps for c in cells), policy_reason=cells[-1].policy_reason,
-                throughputs=[c.output_throughput or 0.0 for c in cells])
+                throughputs=[c.output_throughput or 0.0 for c in cells],
+                cpu_ms_per_token=cpu[(len(cpu) - 1) // 2] if cpu else None,
+                cpu_ms_per_tokens=[c.cpu_ms_per_token for c in cells if c.cpu_ms_per_token is not None])
 
 
 def _warm_params():
@@ -161,9 +188,12 @@ def _run_cell(engine: Engine, store: Store, cfg: SweepConfig, workload: str, bat
 
     engine.add_listener(on_event)
     try:
-        bc = BenchConfig(workload=workload, num_requests=batch * cfg.requests_per_slot, concurrency=batch,
-                         max_tokens=cfg.max_tokens, temperature=0.0, seed=cfg.seed, extra={"speculation": mode})
+        bc = BenchConfig(workload=workload, num_requests=max(batch * cfg.requests_per_slot, cfg.min_requests),
+                         concurrency=batch, max_tokens=cfg.max_tokens, temperature=0.0, seed=cfg.seed,
+                         extra={"speculation": mode})
+        cpu0 = time.process_time()
         outcome = run_bench(engine, store, bc)
+        cpu_s = time.process_time() - cpu0
     finally:
         engine.remove_listener(on_event)
     order = [r[0] for r in store.cursor().execute(
@@ -172,9 +202,11 @@ def _run_cell(engine: Engine, store: Store, cfg: SweepConfig, workload: str, bat
     summary = store.cursor().execute("SELECT summary->>'output_throughput' FROM bench_runs WHERE id = ?",
                                      [outcome.run_id]).fetchone()
     st = engine.stats()
+    out_tokens = sum(len(r.token_ids) for r in results)
     cell = Cell(workload, batch, mode, outcome.run_id, float(summary[0]) if summary and summary[0] else None,
                 sum(r.metrics.spec_draft_tokens for r in results), sum(r.metrics.spec_accepted_tokens for r in results),
-                sum(r.metrics.spec_verify_steps for r in results), policy_reason=(st.get("speculation_last_decision") or st.get("speculation_reason")) if mode != "off" else None)
+                sum(r.metrics.spec_verify_steps for r in results), policy_reason=(st.get("speculation_last_decision") or st.get("speculation_reason")) if mode != "off" else None,
+                cpu_ms_per_token=cpu_s * 1e3 / out_tokens if out_tokens else None)
     return cell, [r.token_ids for r in results]
 
 

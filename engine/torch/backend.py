@@ -104,6 +104,7 @@ class TorchBackend(Backend):
         self.speculator = None
         self._drafters: dict[str, Any] = {}  # built once, kept across set_speculation()
         self._step_costs: dict = {}  # SpecPolicy.rows, kept across set_speculation()
+        self._plain_costs: dict = {}  # SpecPolicy.plain_rows, likewise
         self.set_speculation(config.speculation, **config.spec_options)
 
     # ---- speculative decoding ----
@@ -137,6 +138,7 @@ class TorchBackend(Backend):
         # step times by rows are the hardware's and the model's, not the workload's: a policy
         # after a switch starts from what the last one measured (the plain step is re-measured)
         policy.rows = self._step_costs
+        policy.plain_rows = self._plain_costs
         self.speculator = Speculator(mode, proposer, policy, self.context_window)
 
     def _draft_model_drafter(self):

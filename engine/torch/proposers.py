@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from engine.torch.model_runner import ModelRunner
 
 
+MATCH_CAP = 32  # matches are measured up to this many tokens: longer ones are all "copying"
+
+
 class NgramProposer:
     """Prompt lookup: find the latest earlier occurrence of the sequence's last n tokens (n from
     max_n down to min_n) and propose the tokens that followed it. Cheap enough to run before the
@@ -28,6 +31,13 @@ class NgramProposer:
         self._index: dict[str, tuple[dict[int, dict[tuple[int, ...], int]], list[int]]] = {}
 
     def propose(self, seq: Sequence, k: int) -> list[int]:
+        return self.propose_match(seq, k)[0]
+
+    def propose_match(self, seq: Sequence, k: int) -> tuple[list[int], int]:
+        """The draft and the length of the match it came from: how many of the sequence's last
+        tokens equal the tokens before the earlier occurrence (at least the n-gram, at most
+        MATCH_CAP). A long match is a span being copied; a 2-gram match is mostly chance, so the
+        auto policy judges drafts by it."""
         tokens = seq.token_ids
         tables, done = self._index.setdefault(seq.seq_id, ({n: {} for n in range(self.min_n, self.max_n + 1)}, [0]))
         end = len(tokens) - 1  # an n-gram ending at j < end has a known continuation at j + 1
@@ -41,8 +51,11 @@ class NgramProposer:
                 continue
             start = tables[n].get(tuple(tokens[-n:]))
             if start is not None:
-                return tokens[start : start + k]
-        return []
+                m, last = n, len(tokens) - 1
+                while m < MATCH_CAP and start - 1 - m >= 0 and tokens[start - 1 - m] == tokens[last - m]:
+                    m += 1
+                return tokens[start : start + k], m
+        return [], 0
 
     def forget(self, seq_id: str) -> None:
         self._index.pop(seq_id, None)

@@ -111,7 +111,7 @@ class Speculator:
     def plan(self, running: list[Sequence]) -> int:
         """Decide each running sequence's drafts for the coming step; returns ns spent proposing."""
         t0 = time.perf_counter_ns()
-        cands: list[tuple[Sequence, int]] = []
+        cands: list[tuple[Sequence, int, int | None]] = []  # (sequence, most drafts, prompt-lookup match)
         for seq in running:
             seq.clear_draft()
             if seq.num_uncomputed != 1:
@@ -124,14 +124,14 @@ class Speculator:
             if cap <= 0:
                 continue
             if self.proposer.needs_forward:
-                cands.append((seq, cap))
+                cands.append((seq, cap, None))
             else:
-                draft = self.proposer.propose(seq, cap)
+                draft, match = self.proposer.propose_match(seq, cap)
                 if draft:
                     seq.draft_token_ids = draft
-                    cands.append((seq, len(draft)))
+                    cands.append((seq, len(draft), match))
         plan = self.policy.plan(cands, len(running), self.proposer.needs_forward)
-        for seq, _ in cands:
+        for seq, _, _ in cands:
             k = plan.get(seq.seq_id, 0)
             seq.num_draft = k
             if self.proposer.needs_forward:

@@ -70,3 +70,15 @@ def test_spec_sweep_repeats_interleave_modes_and_report_the_median(wb, db_path, 
     con.close()
     r = wb("--db", db_path, "--model", str(tiny_model), "spec", "sweep", "--repeats", "0")
     assert r.returncode == 2 and "--repeats" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_spec_sweep_on_the_public_tuning_half_reports_cpu_time(wb, db_path, tiny_model):
+    r = wb("--db", db_path, "--model", str(tiny_model), "spec", "sweep", "--quick", "--workload-set", "public-tune",
+           "--modes", "off,auto", "--batch-sizes", "1", "--min-requests", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    cells = json.loads(r.stdout)["cells"]
+    assert {c["workload"] for c in cells} == {"public-code-tune", "public-chat-tune"}
+    assert all(c["cpu_ms_per_token"] > 0 and len(c["cpu_ms_per_tokens"]) == 1 for c in cells)
+    assert all(c["cpu_ratio"] == 1.0 for c in cells if c["speculation"] == "off")
+    r = wb("--db", db_path, "--model", str(tiny_model), "spec", "sweep", "--workload-set", "public-all")
+    assert r.returncode == 2 and "unknown workload set" in r.stderr and "Traceback" not in r.stderr

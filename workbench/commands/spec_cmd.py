@@ -22,11 +22,16 @@ def register(sub, common) -> None:
 
 def add_sweep_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--workloads", default="chat,code-edit,json", metavar="LIST", help="comma-separated (default chat,code-edit,json)")
+    s.add_argument("--workload-set", default=None, metavar="NAME",
+                   help="instead of --workloads: builtin, public-tune or public-report (public prompts, "
+                        "sessions/data/public/SOURCES.md; tune on one half, report the other)")
     s.add_argument("--batch-sizes", default="1,8,32", metavar="LIST", help="requests in flight (default 1,8,32)")
     s.add_argument("--modes", default="off,ngram,draft,auto", metavar="LIST",
                    help="speculation modes (default off,ngram,draft,auto; draft = self-speculation without --draft)")
     s.add_argument("--draft", metavar="MODEL", default=None, help="draft model with the target's tokenizer")
     s.add_argument("--requests-per-slot", type=int, default=2, metavar="N", help="requests per cell = batch size x N (default 2)")
+    s.add_argument("--min-requests", type=int, default=0, metavar="N",
+                   help="at least N requests a cell, whatever the batch size (default 0)")
     s.add_argument("--max-tokens", type=int, default=64, metavar="N")
     s.add_argument("--repeats", type=int, default=1, metavar="N",
                    help="run each workload x batch N times, modes interleaved; cells report the median (default 1)")
@@ -44,13 +49,15 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from sessions.spec_sweep import SweepConfig, run_sweep
+    from sessions.spec_sweep import SweepConfig, run_sweep, workload_set
     from workbench.cli import CliError
     from workbench.context import backend_name, emit, engine_for, open_store
 
-    cfg = SweepConfig(tuple(w.strip() for w in args.workloads.split(",") if w.strip()),
-                      _ints(args.batch_sizes, "batch-sizes"), tuple(m.strip() for m in args.modes.split(",") if m.strip()),
-                      args.requests_per_slot, args.max_tokens, repeats=args.repeats)
+    workloads = (workload_set(args.workload_set) if args.workload_set
+                 else tuple(w.strip() for w in args.workloads.split(",") if w.strip()))
+    cfg = SweepConfig(workloads, _ints(args.batch_sizes, "batch-sizes"),
+                      tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+                      args.requests_per_slot, args.max_tokens, repeats=args.repeats, min_requests=args.min_requests)
     if args.quick:
         cfg.batch_sizes, cfg.requests_per_slot, cfg.max_tokens = (1, 2), 1, 12
     cfg.check()
