@@ -8,6 +8,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# triton reads TRITON_INTERPRET once, at its import, and other packages (sentence-transformers)
+# import it early: without an NVIDIA driver the Triton kernel tests run under the interpreter,
+# so set it before any test module imports anything. kernels="auto" on a CPU never uses Triton.
+if not os.path.exists("/proc/driver/nvidia"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")
