@@ -315,12 +315,9 @@ class ChatService:
         return source, budget_rows(source, calls, tokenizer_for, cfg, policy=any(cfg.caps.values()))
 
     def latency(self, ref: str) -> Any:
-        """sessions.latency's "where the p95 goes" report of a run, session or trace, or None when that
-        module is not installed here."""
-        try:
-            from sessions.latency import latency_report
-        except ImportError:
-            return None
+        """sessions.latency's "where the p95 goes" report of a run, session or trace."""
+        from sessions.latency import latency_report
+
         assert self.store is not None
         return latency_report(self.store, ref, slo=self.config.get("slo") or None)
 

@@ -23,7 +23,6 @@ from engine.torch.scheduler import Scheduler, ScheduledSeq
 from engine.torch.sequence import Sequence
 from engine.types import EngineError, Prompt, Request, StepEvent
 
-PACK_MAX_BYTES = 2 * 1024**3  # prepacking keeps a second copy of the weights: small models only
 
 
 def pick_device(device: str) -> torch.device:
@@ -131,9 +130,6 @@ class TorchBackend(Backend):
             n = self_layers or max(1, self.cfg.num_layers // 4)
             proposer = SelfDrafter(self.runner, min(n, self.cfg.num_layers))
         k = k_max or (8 if kind == "ngram" else 4)
-        if self.device.type == "cpu" and _weight_bytes(self.model) <= PACK_MAX_BYTES:
-            # a batch-1 verify step runs k + 1 rows: GEMMs on prepacked weights make it cheaper
-            self.model.pack_weights_for_rows(k + 1)
         policy = SpecPolicy(mode, k)
         # step times by rows are the hardware's and the model's, not the workload's: a policy
         # after a switch starts from what the last one measured (the plain step is re-measured)
@@ -300,6 +296,7 @@ def build_model(cfg: ModelConfig, max_positions: int, device, dtype, tensors: di
         model.load_hf_state_dict(tensors)
     model = model.to(dtype).eval().requires_grad_(False)
     model.init_rope(device)  # after to(dtype): the tables stay fp32
+    model.pack_cpu_weights()  # CPU: oneDNN's blocked layout, once (the plain layer weights dropped)
     return model
 
 
@@ -311,10 +308,14 @@ def _synced(device: torch.device) -> float:
 
 
 def _weight_bytes(model: LlamaForCausalLM) -> int:
-    """Bytes a decode step reads: every parameter once, except an untied embedding table (rows only)."""
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
-    if not model.cfg.tie_word_embeddings:
-        total -= model.embed_tokens.weight.numel() * model.embed_tokens.weight.element_size()
+    """Bytes a decode step reads: every weight once, except an untied embedding table (rows only).
+    From the shapes, not the parameters: on a CPU the plain layer weights are dropped once packed."""
+    cfg = model.cfg
+    total = cfg.param_count() * model.embed_tokens.weight.element_size()
+    if cfg.attention_bias:
+        total += cfg.num_layers * (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim * model.embed_tokens.weight.element_size()
+    if not cfg.tie_word_embeddings:
+        total -= cfg.vocab_size * cfg.hidden_size * model.embed_tokens.weight.element_size()
     return total
 
 

@@ -115,10 +115,18 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, pack: torch.Tensor | None) -> torch.Tensor:
-    """F.linear, or the same GEMM on w prepacked for x's row count (no packing per call)."""
+    """F.linear, or the same GEMM through oneDNN on the weight prepacked once in its blocked layout
+    (CPU): any row count, no packing per call."""
     if pack is None:
         return F.linear(x, w, b)
-    return torch.ops.mkl._mkl_linear(x, pack, w, b, x.shape[0])
+    return torch.ops.mkldnn._linear_pointwise(x, pack, b, "none", [], "")
+
+
+def onednn_packing_available(w: torch.Tensor) -> bool:
+    """Whether w's GEMMs can run through oneDNN on a prepacked copy: a CPU tensor in fp32 or bf16,
+    and a torch built with oneDNN that has its prepacked linear op."""
+    return (w.device.type == "cpu" and w.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
 class RMSNorm(nn.Module):
@@ -191,9 +199,9 @@ class LlamaForCausalLM(nn.Module):
         self.register_buffer("rope_cos", torch.empty(max_positions, cfg.head_dim), persistent=False)
         self.register_buffer("rope_sin", torch.empty(max_positions, cfg.head_dim), persistent=False)  # signed
         self._flat: list[tuple] | None = None  # per-layer parameter tuples, read by forward()
-        # CPU: weights prepacked for the BLAS GEMM at one row count (a speculative verify step's),
-        # which then skips packing every weight on every call: (rows, per-layer packs, LM head's)
-        self._packed: tuple[int, list[tuple], torch.Tensor] | None = None
+        # CPU: every linear weight prepacked once for oneDNN's GEMM (pack_cpu_weights): per-layer
+        # (qkv, o, gate_up, down) packs and the LM head's
+        self._packed: tuple[list[tuple], torch.Tensor] | None = None
         # engine.torch.triton_kernels when the GPU path runs its fused kernels (set by the model
         # runner); None: the torch ops
         self.triton = None
@@ -223,21 +231,32 @@ class LlamaForCausalLM(nn.Module):
             else:
                 p.normal_(0.0, std, generator=gen)
 
-    def pack_weights_for_rows(self, rows: int) -> bool:
-        """Prepack every linear weight for MKL's GEMM at exactly `rows` rows (CPU fp32 with MKL;
-        one more copy of the weights in memory). A 9-row GEMM then costs ~two thirds of an
-        unpacked one on a CPU (on SmolLM2's shapes, the same bits). Returns whether it packed."""
+    def pack_cpu_weights(self, free_plain: bool = True) -> bool:
+        """Prepack every linear weight in oneDNN's blocked layout (CPU, fp32 or bf16), so each GEMM
+        skips the per-call reordering the plain layout costs: on SmolLM2's shapes a 16-row decode
+        step's GEMMs take a third of the time MKL's sgemm takes, a 1,024-token prefill chunk's two
+        thirds (tests/perf/bench_torch_cpu.py --gemm). vLLM's CPU backend does the same. free_plain:
+        drop the plain copies of the layer weights (they are not read again on the CPU; the tied
+        embedding table stays), so the model does not hold its weights twice. Returns whether it packed."""
         w = self.embed_tokens.weight
-        if w.device.type != "cpu" or w.dtype != torch.float32 or not hasattr(torch.ops.mkl, "_mkl_linear"):
-            return False
-        if self._packed is not None and self._packed[0] == rows:
+        if self._packed is not None:
             return True
-        pack = torch.ops.mkl._mkl_reorder_linear_weight
+        if not onednn_packing_available(w):
+            return False
+        pack = torch.ops.mkldnn._reorder_linear_weight
         with torch.no_grad():
-            layers = [(pack(a.qkv_proj.weight, rows), pack(a.o_proj.weight, rows), pack(m.gate_up_proj.weight, rows),
-                       pack(m.down_proj.weight, rows))
+            layers = [(pack(a.qkv_proj.weight, None), pack(a.o_proj.weight, None), pack(m.gate_up_proj.weight, None),
+                       pack(m.down_proj.weight, None))
                       for a, m in ((layer.self_attn, layer.mlp) for layer in self.layers)]
-            self._packed = (rows, layers, pack(self.lm_head.weight, rows))
+            self._packed = (layers, pack(self.lm_head.weight, None))
+            if free_plain:
+                for layer in self.layers:
+                    for lin in (layer.self_attn.qkv_proj, layer.self_attn.o_proj, layer.mlp.gate_up_proj,
+                                layer.mlp.down_proj):
+                        lin.weight.data = lin.weight.data.new_empty((0,))
+                if not self.cfg.tie_word_embeddings:
+                    self.lm_head.weight.data = self.lm_head.weight.data.new_empty((0,))
+                self._flat = None
         return True
 
     def forward(self, input_ids, positions, kv_cache, meta: AttentionMetadata, num_layers: int | None = None) -> torch.Tensor:
@@ -250,11 +269,10 @@ class LlamaForCausalLM(nn.Module):
         if self.triton is not None:
             return self._forward_fused(input_ids, positions, kv_cache, meta, num_layers)
         x = self.embed_tokens(input_ids)
-        t = x.shape[0]
         cos = self.rope_cos.index_select(0, positions).to(x.dtype).unsqueeze(1)
         sin = self.rope_sin.index_select(0, positions).to(x.dtype).unsqueeze(1)
         k_caches, v_caches = kv_cache[0].unbind(0), kv_cache[1].unbind(0)
-        packed = self._packed[1] if self._packed is not None and self._packed[0] == t else None
+        packed = self._packed[0] if self._packed is not None else None
         for i in range(len(self._flat) if num_layers is None else num_layers):
             x = self._layer(x, i, packed[i] if packed is not None else None, cos, sin, k_caches[i], v_caches[i], meta)
         return self.norm(x)
@@ -297,11 +315,13 @@ class LlamaForCausalLM(nn.Module):
         residual = None
         for i in range(len(self._flat) if num_layers is None else num_layers):
             w_in, w_qkv, b_qkv, w_o, q_norm, k_norm, w_post, w_gate_up, w_down = self._flat[i]
+            # the CPU (Triton's interpreter) keeps only the packed weights
+            p_qkv, p_o, p_gate_up, p_down = self._packed[0][i] if self._packed is not None else (None,) * 4
             if residual is None:
                 n, residual = tk.rms_norm(x, w_in, eps), x
             else:
                 n, residual = tk.rms_norm(x, w_in, eps, residual=residual)
-            qkv = F.linear(n, w_qkv, b_qkv)
+            qkv = _linear(n, w_qkv, b_qkv, p_qkv)
             if q_norm is None:  # q and k side by side: one in-place rotation of both
                 tk.rope_(qkv[:, :qk_size].view(t, heads + kvh, d), positions, self.rope_cos, self.rope_sin)
                 q, k = qkv[:, :q_size].view(t, heads, d), qkv[:, q_size:qk_size].view(t, kvh, d)
@@ -313,13 +333,13 @@ class LlamaForCausalLM(nn.Module):
             v = qkv[:, qk_size:].view(t, kvh, d)
             tk.store_kv(k, v, k_caches[i], v_caches[i], meta.slot_mapping)
             o = paged_attention(q, k, v, k_caches[i], v_caches[i], meta, scale)
-            h = F.linear(o.reshape(t, q_size), w_o)
+            h = _linear(o.reshape(t, q_size), w_o, None, p_o)
             n, residual = tk.rms_norm(h, w_post, eps, residual=residual)
-            x = F.linear(tk.silu_mul(F.linear(n, w_gate_up)), w_down)
+            x = _linear(tk.silu_mul(_linear(n, w_gate_up, None, p_gate_up)), w_down, None, p_down)
         return tk.rms_norm(x, self.norm.weight, eps, residual=residual)[0]
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        pack = self._packed[2] if self._packed is not None and self._packed[0] == hidden.shape[0] else None
+        pack = self._packed[1] if self._packed is not None else None
         return _linear(hidden, self.lm_head.weight, None, pack).float()
 
     def load_hf_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:

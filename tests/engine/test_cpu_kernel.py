@@ -76,30 +76,35 @@ def test_disabled_kernel_says_why(monkeypatch):
     assert "WORKBENCH_CPU_KERNELS=0" in cpu_kernels.kernel_status()
 
 
-def test_weights_prepacked_for_a_row_count_give_the_same_logits():
-    """The verify-step GEMMs on prepacked weights compute what the plain GEMMs compute (to float
-    rounding: the BLAS may pick another micro-kernel), and only for that row count."""
+@pytest.mark.parametrize("rows", [1, 5, 37])
+def test_onednn_prepacked_weights_give_the_plain_logits(rows):
+    """The GEMMs on oneDNN-prepacked weights compute what F.linear on the plain weights computes (to
+    float rounding: another summation order), at any row count, with the plain layer weights
+    dropped afterwards; a model whose plain weights are gone still reports its weight bytes."""
     from engine.torch.attention import AttentionMetadata, PrefillChunk
-    from engine.torch.llama import LlamaForCausalLM, ModelConfig
+    from engine.torch.backend import _weight_bytes
+    from engine.torch.llama import LlamaForCausalLM, ModelConfig, onednn_packing_available
 
     cfg = ModelConfig("llama", 300, 64, 128, 2, 4, 2, 16, 1e-5, 10000.0, 256, False)
     model = LlamaForCausalLM(cfg, 256).eval()
     model.init_random(std=0.2)
     model.init_rope("cpu")
-    if not model.pack_weights_for_rows(5):
-        pytest.skip("this torch has no MKL prepacked GEMM")
-    ids, pos = torch.tensor([5, 9, 77, 3, 200]), torch.arange(5)
+    if not onednn_packing_available(model.embed_tokens.weight):
+        pytest.skip("this torch has no oneDNN prepacked linear")
+    plain_bytes = _weight_bytes(model)
+    gen = torch.Generator().manual_seed(rows)
+    ids, pos = torch.randint(0, 300, (rows,), generator=gen), torch.arange(rows)
 
-    def run(packed: bool) -> torch.Tensor:
-        saved = model._packed
-        model._packed = saved if packed else None
-        kv = tuple(torch.zeros(2, 2, 4, 4, 16) for _ in range(2))
-        meta = AttentionMetadata(slot_mapping=pos, prefills=[PrefillChunk(0, 5, 5, None)])
+    def run() -> torch.Tensor:
+        kv = tuple(torch.zeros(2, 2, 4, 16, 16) for _ in range(2))
+        meta = AttentionMetadata(slot_mapping=pos, prefills=[PrefillChunk(0, rows, rows, None)])
         with torch.inference_mode():
-            out = model.compute_logits(model(ids, pos, kv, meta))
-        model._packed = saved
-        return out
+            return model.compute_logits(model(ids, pos, kv, meta))
 
-    packed, plain = run(True), run(False)
-    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+    plain = run()
+    assert model.pack_cpu_weights(free_plain=True)
+    assert model.layers[0].mlp.gate_up_proj.weight.numel() == 0  # one copy of the weights, not two
+    packed = run()
+    torch.testing.assert_close(packed, plain, rtol=1e-4, atol=1e-4)
     assert torch.equal(packed.argmax(-1), plain.argmax(-1))
+    assert _weight_bytes(model) == plain_bytes

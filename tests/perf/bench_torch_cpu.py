@@ -1,6 +1,8 @@
 """Benchmark: the torch backend vs transformers `generate` on SmolLM2-135M, fp32, CPU.
 
-Run: PYTHONPATH=. python tests/perf/bench_torch_cpu.py [--requests 64] [--skip mixed,batch1,prefix]
+Run: PYTHONPATH=. python tests/perf/bench_torch_cpu.py [--requests 64] [--skip mixed,batch1,prefix,gemm]
+(`--only gemm`: the GEMM section alone: one decoder stack's GEMMs on SmolLM2's shapes, MKL's sgemm
+through F.linear vs oneDNN on weights prepacked once, as the engine runs them)
 Prints one JSON object. Baselines run in the same process, so only the ratios mean much on a
 shared machine."""
 from __future__ import annotations
@@ -120,13 +122,64 @@ def bench_prefix(engine: Engine, engine_off: Engine, turns: int = 20) -> dict:
     }
 
 
+def bench_gemm(rounds: int = 5) -> dict:
+    """Every linear of SmolLM2-135M's 30 layers plus the LM head, distinct weights per layer (so
+    they stream from memory as in a real step, not from cache), at 1, 16 and 1,024 rows: F.linear
+    (MKL sgemm) against torch.ops.mkldnn._linear_pointwise on weights prepacked once. Medians of
+    `rounds`, the two interleaved; fp32 throughout."""
+    from engine.torch.llama import onednn_packing_available
+
+    shapes = [(960, 576), (576, 576), (3072, 576), (576, 1536)]
+    gen = torch.Generator().manual_seed(0)
+    weights = [torch.randn(n, k, generator=gen) * 0.02 for _ in range(30) for n, k in shapes]
+    weights.append(torch.randn(49152, 576, generator=gen) * 0.02)
+    if not onednn_packing_available(weights[0]):
+        return {"skipped": "no oneDNN prepacked linear in this torch"}
+    packs = [torch.ops.mkldnn._reorder_linear_weight(w, None) for w in weights]
+    out = {}
+    for rows in (1, 16, 1024):
+        xs = {k: torch.randn(rows, k, generator=gen) for k in (576, 1536)}
+
+        def plain() -> float:
+            t = time.perf_counter()
+            for w in weights:
+                torch.nn.functional.linear(xs[w.shape[1]], w)
+            return time.perf_counter() - t
+
+        def packed() -> float:
+            t = time.perf_counter()
+            for w, p in zip(weights, packs):
+                torch.ops.mkldnn._linear_pointwise(xs[w.shape[1]], p, None, "none", [], "")
+            return time.perf_counter() - t
+
+        plain(), packed()
+        a, b = [], []
+        for _ in range(rounds):
+            a.append(plain())
+            b.append(packed())
+        ms_plain, ms_packed = statistics.median(a) * 1e3, statistics.median(b) * 1e3
+        flops = 2 * rows * sum(w.numel() for w in weights)
+        out[f"rows_{rows}"] = {"mkl_sgemm_ms": round(ms_plain, 2), "onednn_packed_ms": round(ms_packed, 2),
+                               "ratio": round(ms_packed / ms_plain, 3),
+                               "onednn_gflops": round(flops / ms_packed / 1e6, 1)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--skip", default="")
+    ap.add_argument("--only", default="", help="run only these sections (comma-separated)")
     args = ap.parse_args()
-    skip = set(filter(None, args.skip.split(",")))
+    sections = {"batch1", "mixed", "prefix", "gemm"}
+    skip = set(filter(None, args.skip.split(","))) | (sections - set(filter(None, args.only.split(","))) if args.only else set())
     out: dict = {"threads": torch.get_num_threads(), "load_avg": os.getloadavg(), "note": "load_avg above 1 means other processes shared the CPU: compare ratios"}
+    if "gemm" not in skip:
+        out["gemm"] = bench_gemm()
+        print(json.dumps({"gemm": out["gemm"]}), file=sys.stderr, flush=True)
+    if not sections - skip - {"gemm"}:
+        print(json.dumps(out, indent=2))
+        return
     engine = Engine.load("smollm2-135m", backend="torch", speculation="off")  # the engine alone, no drafting
     out["memory_bandwidth_gbps"] = engine.stats()["memory_bandwidth_gbps"]
     hf = hf_model() if {"mixed", "batch1"} - skip else None
