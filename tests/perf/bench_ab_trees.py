@@ -1,11 +1,12 @@
 """Two checkouts of the project, A/B on the torch engine (CPU): batch-1 decode, a mixed batch of 32
-requests, and a code-rename prompt with speculation off/ngram/auto. Each tree runs in its own
+requests, a code-rename prompt with speculation off/ngram/auto, and `c16`: the serving comparison's
+workload in process (64 random prompts x 256 in / 64 out, 16 in flight, speculation off). Each tree runs in its own
 subprocess, rounds interleaved with the order alternated; each cell reports tok/s and process CPU
 ms per output token, the figure that holds on a shared machine. Prints a JSON line per run and a
 summary of medians.
 
     git worktree add /tmp/before <commit>      # or: git archive <commit> | tar -x -C /tmp/before
-    PYTHONPATH=. python tests/perf/bench_ab_trees.py /tmp/before . [--rounds 3]
+    PYTHONPATH=. python tests/perf/bench_ab_trees.py /tmp/before . [--rounds 3] [--cells base,off,ngram,auto,c16]
 """
 import argparse, collections, json, os, statistics, subprocess, sys
 
@@ -31,6 +32,25 @@ if which == "base":
     [h.result() for h in hs]
     out["mixed_tok_s"] = useful / (time.perf_counter() - t0)
     out["mixed_cpu_ms_per_tok"] = (cpu() - c0) * 1e3 / useful
+elif which == "c16":
+    import threading
+    eng = Engine.load("smollm2-135m", backend="torch", speculation="off")
+    rng = random.Random(16)
+    reqs = [[rng.randrange(100, 49000) for _ in range(256)] for _ in range(64)]
+    eng.submit("", SamplingParams(max_tokens=4, temperature=0, ignore_eos=True), prompt_token_ids=reqs[0][:32]).result()
+    sem, res = threading.Semaphore(16), []
+    def one(p):
+        with sem:
+            res.append(eng.submit("", SamplingParams(max_tokens=64, temperature=0, ignore_eos=True), prompt_token_ids=p).result())
+    c0, t0 = cpu(), time.perf_counter()
+    ts = [threading.Thread(target=one, args=(p,)) for p in reqs]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    n = sum(len(r.token_ids) for r in res)
+    out["c16_tok_s"] = n / (time.perf_counter() - t0)
+    out["c16_cpu_ms_per_tok"] = (cpu() - c0) * 1e3 / n
+    tpots = sorted(r.metrics.tpot_s for r in res)
+    out["c16_median_tpot_ms"] = tpots[len(tpots) // 2] * 1e3
 else:
     eng = Engine.load("smollm2-135m", backend="torch", speculation=which)
     code = "\n".join(f"def f{i}(x):\n    total = x + {i}\n    return total * 2" for i in range(8))
@@ -50,13 +70,14 @@ ap = argparse.ArgumentParser()
 ap.add_argument("before")
 ap.add_argument("after")
 ap.add_argument("--rounds", type=int, default=3)
+ap.add_argument("--cells", default="base,off,ngram,auto", help="comma-separated: base, off, ngram, auto, c16")
 args = ap.parse_args()
 trees = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
 rounds = args.rounds
 cells = collections.defaultdict(list)
 env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 for r in range(rounds):
-    for which in ("base", "off", "ngram", "auto"):
+    for which in args.cells.split(","):
         for name in (("before", "after") if r % 2 == 0 else ("after", "before")):
             p = subprocess.run([sys.executable, "-c", CHILD, which], cwd=trees[name], env=dict(env, PYTHONPATH=trees[name]),
                                capture_output=True, text=True)
@@ -64,7 +85,7 @@ for r in range(rounds):
             res = json.loads(line[0][7:]) if line else {"error": p.stderr[-500:]}
             print(json.dumps({"round": r, "tree": name, "mode": which, "load": os.getloadavg()[0], **res}), flush=True)
             for k, v in res.items():
-                if k.endswith(("tok_s", "per_tok")):
+                if k.endswith(("tok_s", "per_tok", "_ms")):
                     cells[(which, k, name)].append(v)
 summary = {}
 for which, k in sorted({(w, k) for w, k, _ in cells}):
