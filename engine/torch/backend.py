@@ -24,7 +24,6 @@ from engine.torch.sequence import Sequence
 from engine.types import EngineError, Prompt, Request, StepEvent
 
 
-
 def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

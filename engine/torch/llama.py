@@ -235,9 +235,10 @@ class LlamaForCausalLM(nn.Module):
         """Prepack every linear weight in oneDNN's blocked layout (CPU, fp32 or bf16), so each GEMM
         skips the per-call reordering the plain layout costs: on SmolLM2's shapes (all 30 layers and
         the LM head, streamed from memory) a 16-row decode step's GEMMs take 0.46 of the time MKL's
-        sgemm takes, a 1-row or a 1,024-row step's 0.63-0.66 (tests/perf/bench_torch_cpu.py --only gemm). vLLM's CPU backend does the same. free_plain:
-        drop the plain copies of the layer weights (they are not read again on the CPU; the tied
-        embedding table stays), so the model does not hold its weights twice. Returns whether it packed."""
+        sgemm takes, a 1-row or a 1,024-row step's 0.63-0.66 (tests/perf/bench_torch_cpu.py
+        --only gemm). vLLM's CPU backend does the same. free_plain: drop the plain copies of the
+        layer weights (not read again on the CPU; the tied embedding table stays), so the model does
+        not hold its weights twice. Returns whether it packed."""
         w = self.embed_tokens.weight
         if self._packed is not None:
             return True
