@@ -309,13 +309,9 @@ def _synced(device: torch.device) -> float:
 def _weight_bytes(model: LlamaForCausalLM) -> int:
     """Bytes a decode step reads: every weight once, except an untied embedding table (rows only).
     From the shapes, not the parameters: on a CPU the plain layer weights are dropped once packed."""
-    cfg = model.cfg
-    total = cfg.param_count() * model.embed_tokens.weight.element_size()
-    if cfg.attention_bias:
-        total += cfg.num_layers * (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim * model.embed_tokens.weight.element_size()
-    if not cfg.tie_word_embeddings:
-        total -= cfg.vocab_size * cfg.hidden_size * model.embed_tokens.weight.element_size()
-    return total
+    cfg, elt = model.cfg, model.embed_tokens.weight.element_size()
+    untied_embedding = 0 if cfg.tie_word_embeddings else cfg.vocab_size * cfg.hidden_size
+    return (cfg.param_count() - untied_embedding) * elt
 
 
 def _load_tokenizer(folder: Path):

@@ -76,6 +76,7 @@ class ModelConfig:
         h, kvd = self.hidden_size, self.num_kv_heads * self.head_dim
         qd = self.num_heads * self.head_dim
         per_layer = h * (qd + 2 * kvd) + qd * h + 3 * h * self.intermediate_size + 2 * h
+        per_layer += (qd + 2 * kvd) * self.attention_bias + 2 * self.head_dim * self.qk_norm
         emb = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
         return self.num_layers * per_layer + emb + h
 
@@ -127,6 +128,11 @@ def onednn_packing_available(w: torch.Tensor) -> bool:
     and a torch built with oneDNN that has its prepacked linear op."""
     return (w.device.type == "cpu" and w.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def pack_linear(w: torch.Tensor) -> torch.Tensor:
+    """w ([out, in]) in oneDNN's blocked layout, for _linear's pack (any row count)."""
+    return torch.ops.mkldnn._reorder_linear_weight(w, None)
 
 
 class RMSNorm(nn.Module):
@@ -244,12 +250,11 @@ class LlamaForCausalLM(nn.Module):
             return True
         if not onednn_packing_available(w):
             return False
-        pack = torch.ops.mkldnn._reorder_linear_weight
         with torch.no_grad():
-            layers = [(pack(a.qkv_proj.weight, None), pack(a.o_proj.weight, None), pack(m.gate_up_proj.weight, None),
-                       pack(m.down_proj.weight, None))
+            layers = [(pack_linear(a.qkv_proj.weight), pack_linear(a.o_proj.weight), pack_linear(m.gate_up_proj.weight),
+                       pack_linear(m.down_proj.weight))
                       for a, m in ((layer.self_attn, layer.mlp) for layer in self.layers)]
-            self._packed = (layers, pack(self.lm_head.weight, None))
+            self._packed = (layers, pack_linear(self.lm_head.weight))
             if free_plain:
                 for layer in self.layers:
                     for lin in (layer.self_attn.qkv_proj, layer.self_attn.o_proj, layer.mlp.gate_up_proj,
@@ -257,7 +262,6 @@ class LlamaForCausalLM(nn.Module):
                         lin.weight.data = lin.weight.data.new_empty((0,))
                 if not self.cfg.tie_word_embeddings:
                     self.lm_head.weight.data = self.lm_head.weight.data.new_empty((0,))
-                self._flat = None
         return True
 
     def forward(self, input_ids, positions, kv_cache, meta: AttentionMetadata, num_layers: int | None = None) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Two checkouts of the project, A/B on the torch engine (CPU): batch-1 decode, a mixed batch of 32
-requests, a code-rename prompt with speculation off/ngram/auto, and `c16`: the serving comparison's
-workload in process (64 random prompts x 256 in / 64 out, 16 in flight, speculation off). Each tree runs in its own
-subprocess, rounds interleaved with the order alternated; each cell reports tok/s and process CPU
+requests, a code-rename prompt with speculation off/ngram/auto, and `c16`: the serving
+comparison's workload in process (64 random prompts x 256 in / 64 out, 16 in flight, speculation
+off). Each tree runs in its own subprocess, rounds interleaved with the order alternated; each cell reports tok/s and process CPU
 ms per output token, the figure that holds on a shared machine. Prints a JSON line per run and a
 summary of medians.
 

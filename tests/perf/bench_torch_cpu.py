@@ -125,9 +125,9 @@ def bench_prefix(engine: Engine, engine_off: Engine, turns: int = 20) -> dict:
 def bench_gemm(rounds: int = 5) -> dict:
     """Every linear of SmolLM2-135M's 30 layers plus the LM head, distinct weights per layer (so
     they stream from memory as in a real step, not from cache), at 1, 16 and 1,024 rows: F.linear
-    (MKL sgemm) against torch.ops.mkldnn._linear_pointwise on weights prepacked once. Medians of
+    (MKL sgemm) against oneDNN on weights prepacked once, both through the engine's own _linear. Medians of
     `rounds`, the two interleaved; fp32 throughout."""
-    from engine.torch.llama import onednn_packing_available
+    from engine.torch.llama import _linear, onednn_packing_available, pack_linear
 
     shapes = [(960, 576), (576, 576), (3072, 576), (576, 1536)]
     gen = torch.Generator().manual_seed(0)
@@ -135,7 +135,7 @@ def bench_gemm(rounds: int = 5) -> dict:
     weights.append(torch.randn(49152, 576, generator=gen) * 0.02)
     if not onednn_packing_available(weights[0]):
         return {"skipped": "no oneDNN prepacked linear in this torch"}
-    packs = [torch.ops.mkldnn._reorder_linear_weight(w, None) for w in weights]
+    packs = [pack_linear(w) for w in weights]
     out = {}
     for rows in (1, 16, 1024):
         xs = {k: torch.randn(rows, k, generator=gen) for k in (576, 1536)}
@@ -143,13 +143,13 @@ def bench_gemm(rounds: int = 5) -> dict:
         def plain() -> float:
             t = time.perf_counter()
             for w in weights:
-                torch.nn.functional.linear(xs[w.shape[1]], w)
+                _linear(xs[w.shape[1]], w, None, None)
             return time.perf_counter() - t
 
         def packed() -> float:
             t = time.perf_counter()
             for w, p in zip(weights, packs):
-                torch.ops.mkldnn._linear_pointwise(xs[w.shape[1]], p, None, "none", [], "")
+                _linear(xs[w.shape[1]], w, None, p)
             return time.perf_counter() - t
 
         plain(), packed()
