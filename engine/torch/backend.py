@@ -295,7 +295,7 @@ def build_model(cfg: ModelConfig, max_positions: int, device, dtype, tensors: di
         model.load_hf_state_dict(tensors)
     model = model.to(dtype).eval().requires_grad_(False)
     model.init_rope(device)  # after to(dtype): the tables stay fp32
-    model.pack_cpu_weights()  # CPU: oneDNN's blocked layout, once (the plain layer weights dropped)
+    model.pack_cpu_weights()  # CPU: packed once for the panel GEMM or oneDNN (the plain layer weights dropped)
     return model
 
 

@@ -1,5 +1,6 @@
-"""The engine's C++ CPU kernel (engine/torch/csrc: paged attention), compiled once with the system's C++
-compiler into the user cache dir and called through ctypes; without a compiler the torch path runs."""
+"""The engine's C++ CPU kernels (engine/torch/csrc: paged attention, the panel GEMM), compiled once
+with the system's C++ compiler into the user cache dir and called through ctypes (which lets go of
+the GIL for the call); without a compiler the torch path runs."""
 from __future__ import annotations
 
 import ctypes
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 
 DISABLE_ENV = "WORKBENCH_CPU_KERNELS"  # "0": always use the torch reference path
-_SOURCES = [Path(__file__).parent / "csrc" / "paged_attention.cpp"]
+_SOURCES = [Path(__file__).parent / "csrc" / name for name in ("paged_attention.cpp", "gemm.cpp")]
 # -march=native: built on the machine that runs it. AMX is switched off: some hypervisors report
 # it in CPUID and then fault on it.
 _FLAGS = [
@@ -71,16 +72,22 @@ def _load() -> None:
         else:
             try:
                 lib = ctypes.CDLL(str(_build(cxx)))
-                why = "C++ paged attention"
+                why = "C++ paged attention and panel GEMM"
             except (OSError, RuntimeError, subprocess.SubprocessError) as e:
                 why = f"torch path ({e})"
         p, i64 = ctypes.c_void_p, ctypes.c_int64
-        attn = None
+        attn = gemm = None
         if lib is not None:
             attn = lib.wb_paged_attention_f32
             attn.argtypes = [p, p, p, p, p, p, p, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float, ctypes.c_int]
             attn.restype = ctypes.c_int
-        _state.update(why=why, attn=attn)
+            gemm = lib.wb_gemm_f32
+            gemm.argtypes = [p, i64, i64, i64, p, i64, p, p, i64, ctypes.c_int]
+            gemm.restype = ctypes.c_int
+            lib.wb_gemm_pack_f32.argtypes = [p, i64, i64, p]
+            lib.wb_gemm_pack_f32.restype = None
+            gemm = (gemm, lib.wb_gemm_pack_f32, lib.wb_gemm_panel_width())
+        _state.update(why=why, attn=attn, gemm=gemm)
 
 
 def paged_attention_kernel():
@@ -108,3 +115,58 @@ def paged_attention_rows(fn, q: torch.Tensor, k_cache: torch.Tensor, v_cache: to
     if rc:
         raise RuntimeError(f"paged attention kernel refused its input (code {rc})")
 
+
+
+class PanelWeight:
+    """A linear weight [N, K] (fp32) packed once for the C++ panel GEMM (engine/torch/csrc/gemm.cpp):
+    panels of `width` output columns, k-major, the last one zero-padded; the bias (if any) padded
+    to whole panels."""
+
+    __slots__ = ("data", "bias", "out_features", "in_features")
+
+    def __init__(self, w: torch.Tensor, bias: torch.Tensor | None = None):
+        gemm = _gemm()
+        assert gemm is not None and w.dtype == torch.float32 and w.device.type == "cpu" and w.dim() == 2
+        _, pack, width = gemm
+        n, k = w.shape
+        panels = -(-n // width)
+        w = w.contiguous()
+        self.data = torch.empty(panels * width * k, dtype=torch.float32)
+        pack(w.data_ptr(), n, k, self.data.data_ptr())
+        self.bias = None
+        if bias is not None:
+            self.bias = torch.zeros(panels * width, dtype=torch.float32)
+            self.bias[:n] = bias
+        self.out_features, self.in_features = n, k
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.out_features, self.in_features
+
+
+def _gemm():
+    _load()
+    return _state["gemm"]
+
+
+def panel_gemm_available() -> bool:
+    """Whether the C++ panel GEMM loaded (a compiler, and the kernels not switched off)."""
+    return _gemm() is not None
+
+
+def panel_linear(x: torch.Tensor, w: PanelWeight) -> torch.Tensor:
+    """x [..., K] (fp32, CPU) @ w^T (+ its bias): [..., N]."""
+    k, n = w.in_features, w.out_features
+    if x.dim() != 2:
+        return panel_linear(x.reshape(-1, k), w).view(*x.shape[:-1], n)
+    if x.stride(1) != 1 or x.stride(0) < k:
+        x = x.contiguous()
+    assert x.dtype == torch.float32 and x.shape[1] == k, (x.dtype, x.shape, k)
+    y = torch.empty(x.shape[0], n, dtype=torch.float32)
+    if x.shape[0]:
+        fn = _gemm()[0]
+        rc = fn(x.data_ptr(), x.shape[0], k, x.stride(0), w.data.data_ptr(), n,
+                w.bias.data_ptr() if w.bias is not None else None, y.data_ptr(), n, torch.get_num_threads())
+        if rc:
+            raise RuntimeError(f"panel GEMM refused its input (code {rc})")
+    return y

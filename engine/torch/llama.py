@@ -2,6 +2,7 @@
 KV cache: every step is a packed list of tokens from many sequences, as in vLLM."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.torch.attention import AttentionMetadata, paged_attention, store_kv
+from engine.torch.cpu_kernels import PanelWeight, panel_gemm_available, panel_linear
 from engine.types import EngineError
 
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
@@ -115,23 +117,49 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * x32.to(dtype)
 
 
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, pack: torch.Tensor | None) -> torch.Tensor:
-    """F.linear, or the same GEMM through oneDNN on the weight prepacked once in its blocked layout
-    (CPU): any row count, no packing per call."""
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, pack) -> torch.Tensor:
+    """F.linear, or the same GEMM on the weight prepacked once (CPU, pack_linear): the C++ panel
+    GEMM on an fp32 PanelWeight (which carries b), oneDNN's on its blocked layout otherwise. Any row
+    count, no packing per call."""
     if pack is None:
         return F.linear(x, w, b)
+    if isinstance(pack, PanelWeight):
+        return panel_linear(x, pack)
     return torch.ops.mkldnn._linear_pointwise(x, pack, b, "none", [], "")
 
 
 def onednn_packing_available(w: torch.Tensor) -> bool:
-    """Whether w's GEMMs can run through oneDNN on a prepacked copy: a CPU tensor in fp32 or bf16,
-    and a torch built with oneDNN that has its prepacked linear op."""
+    """Whether w's GEMMs can run through oneDNN on a prepacked copy: a CPU tensor in fp32 or bf16
+    (bf16 only where the CPU has oneDNN's bf16 instructions), and a torch built with oneDNN that
+    has its prepacked linear op."""
     return (w.device.type == "cpu" and w.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+            and (w.dtype == torch.float32 or _onednn_packs(torch.bfloat16)))
 
 
-def pack_linear(w: torch.Tensor) -> torch.Tensor:
-    """w ([out, in]) in oneDNN's blocked layout, for _linear's pack (any row count)."""
+@functools.cache
+def _onednn_packs(dtype: torch.dtype) -> bool:
+    """oneDNN refuses to pack bf16 on a CPU without AVX512-BW/VL/DQ or AVX-NE-CONVERT: ask it once."""
+    try:
+        torch.ops.mkldnn._reorder_linear_weight(torch.zeros(16, 16, dtype=dtype), None)
+        return True
+    except RuntimeError:
+        return False
+
+
+def cpu_packing(w: torch.Tensor) -> str | None:
+    """How pack_linear packs w: "panel" (fp32 on a CPU, the C++ kernels built), "onednn" (bf16, or
+    no compiler), None (not a CPU weight, or neither is available)."""
+    if w.device.type == "cpu" and w.dtype == torch.float32 and panel_gemm_available():
+        return "panel"
+    return "onednn" if onednn_packing_available(w) else None
+
+
+def pack_linear(w: torch.Tensor, b: torch.Tensor | None = None):
+    """w ([out, in]) packed once for _linear (any row count): a PanelWeight (holding b) for the C++
+    panel GEMM, or oneDNN's blocked layout (b then stays the caller's)."""
+    if cpu_packing(w) == "panel":
+        return PanelWeight(w, b)
     return torch.ops.mkldnn._reorder_linear_weight(w, None)
 
 
@@ -238,21 +266,22 @@ class LlamaForCausalLM(nn.Module):
                 p.normal_(0.0, std, generator=gen)
 
     def pack_cpu_weights(self, free_plain: bool = True) -> bool:
-        """Prepack every linear weight in oneDNN's blocked layout (CPU, fp32 or bf16), so each GEMM
-        skips the per-call reordering the plain layout costs: on SmolLM2's shapes (all 30 layers and
-        the LM head, streamed from memory) a 16-row decode step's GEMMs take 0.46 of the time MKL's
-        sgemm takes, a 1-row or a 1,024-row step's 0.63-0.66 (tests/perf/bench_torch_cpu.py
-        --only gemm). vLLM's CPU backend does the same. free_plain: drop the plain copies of the
-        layer weights (not read again on the CPU; the tied embedding table stays), so the model does
-        not hold its weights twice. Returns whether it packed."""
+        """Prepack every linear weight once (CPU), so no GEMM reorders its weight per call. fp32:
+        panels for the C++ panel GEMM (engine/torch/csrc/gemm.cpp), which on SmolLM2's shapes (all
+        30 layers and the LM head, streamed from memory) takes 0.6-0.9 of the time oneDNN's GEMM on
+        its own prepacked weights takes, from 1 to 1,024 rows (tests/perf/bench_torch_cpu.py --only
+        gemm); bf16, or no C++ compiler: oneDNN's blocked layout (0.46-0.66 of MKL's sgemm time).
+        free_plain: drop the plain copies of the layer weights (not read again on the CPU; the tied
+        embedding table stays), so the model does not hold its weights twice. Returns whether it
+        packed."""
         w = self.embed_tokens.weight
         if self._packed is not None:
             return True
-        if not onednn_packing_available(w):
+        if cpu_packing(w) is None:
             return False
         with torch.no_grad():
-            layers = [(pack_linear(a.qkv_proj.weight), pack_linear(a.o_proj.weight), pack_linear(m.gate_up_proj.weight),
-                       pack_linear(m.down_proj.weight))
+            layers = [(pack_linear(a.qkv_proj.weight, a.qkv_proj.bias), pack_linear(a.o_proj.weight),
+                       pack_linear(m.gate_up_proj.weight), pack_linear(m.down_proj.weight))
                       for a, m in ((layer.self_attn, layer.mlp) for layer in self.layers)]
             self._packed = (layers, pack_linear(self.lm_head.weight))
             if free_plain:

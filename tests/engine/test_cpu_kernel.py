@@ -76,21 +76,44 @@ def test_disabled_kernel_says_why(monkeypatch):
     assert "WORKBENCH_CPU_KERNELS=0" in cpu_kernels.kernel_status()
 
 
+@pytest.mark.parametrize("rows", [1, 4, 6, 7, 16, 37])
+@pytest.mark.parametrize("n,k,bias,lead", [(960, 576, False, 0), (300, 64, True, 5), (7, 33, True, 0)])
+def test_panel_gemm_matches_f_linear(kernel, rows, n, k, bias, lead):
+    """The panel GEMM against F.linear: every row-tile remainder (AVX-512 tiles 16 rows, AVX2 6),
+    output widths that are not whole panels, a bias, and rows further apart than K (a slice of a
+    wider activation, as the fused q/k/v output gives)."""
+    g = torch.Generator().manual_seed(rows * n + k)
+    w = torch.randn(n, k, generator=g)
+    b = torch.randn(n, generator=g) if bias else None
+    wide = torch.randn(rows, k + lead, generator=g)
+    x = wide[:, lead:]
+    pw = cpu_kernels.PanelWeight(w, b)
+    y = cpu_kernels.panel_linear(x, pw)
+    assert y.shape == (rows, n) and pw.shape == (n, k)
+    torch.testing.assert_close(y, F.linear(x, w, b), rtol=1e-4, atol=1e-4)
+    assert cpu_kernels.panel_linear(x[:0], pw).shape == (0, n)
+
+
+@pytest.mark.parametrize("packing", ["panel", "onednn"])
 @pytest.mark.parametrize("rows", [1, 5, 37])
-def test_onednn_prepacked_weights_give_the_plain_logits(rows):
-    """The GEMMs on oneDNN-prepacked weights compute what F.linear on the plain weights computes (to
-    float rounding: another summation order), at any row count, with the plain layer weights
-    dropped afterwards; a model whose plain weights are gone still reports its weight bytes."""
+def test_prepacked_weights_give_the_plain_logits(rows, packing, monkeypatch):
+    """The GEMMs on prepacked weights (the C++ panel GEMM's panels, or oneDNN's blocked layout)
+    compute what F.linear on the plain weights computes (to float rounding: another summation
+    order), at any row count, with the plain layer weights dropped afterwards; a model whose plain
+    weights are gone still reports its weight bytes."""
+    from engine.torch import llama
     from engine.torch.attention import AttentionMetadata, PrefillChunk
     from engine.torch.backend import _weight_bytes
-    from engine.torch.llama import LlamaForCausalLM, ModelConfig, onednn_packing_available
+    from engine.torch.llama import LlamaForCausalLM, ModelConfig
 
     cfg = ModelConfig("llama", 300, 64, 128, 2, 4, 2, 16, 1e-5, 10000.0, 256, False)
     model = LlamaForCausalLM(cfg, 256).eval()
     model.init_random(std=0.2)
     model.init_rope("cpu")
-    if not onednn_packing_available(model.embed_tokens.weight):
-        pytest.skip("this torch has no oneDNN prepacked linear")
+    if packing == "onednn":
+        monkeypatch.setattr(llama, "panel_gemm_available", lambda: False)
+    if llama.cpu_packing(model.embed_tokens.weight) != packing:
+        pytest.skip(f"no {packing} packing here")
     plain_bytes = _weight_bytes(model)
     gen = torch.Generator().manual_seed(rows)
     ids, pos = torch.randint(0, 300, (rows,), generator=gen), torch.arange(rows)
@@ -103,6 +126,7 @@ def test_onednn_prepacked_weights_give_the_plain_logits(rows):
 
     plain = run()
     assert model.pack_cpu_weights(free_plain=True)
+    assert isinstance(model._packed[1], cpu_kernels.PanelWeight) == (packing == "panel")
     assert model.layers[0].mlp.gate_up_proj.weight.numel() == 0  # one copy of the weights, not two
     packed = run()
     torch.testing.assert_close(packed, plain, rtol=1e-4, atol=1e-4)

@@ -2,7 +2,7 @@
 
 Run: PYTHONPATH=. python tests/perf/bench_torch_cpu.py [--requests 64] [--skip mixed,batch1,prefix,gemm]
 (`--only gemm`: the GEMM section alone: one decoder stack's GEMMs on SmolLM2's shapes, MKL's sgemm
-through F.linear vs oneDNN on weights prepacked once, as the engine runs them)
+through F.linear vs oneDNN on weights prepacked once vs the C++ panel GEMM the engine runs in fp32)
 Prints one JSON object. Baselines run in the same process, so only the ratios mean much on a
 shared machine."""
 from __future__ import annotations
@@ -124,44 +124,50 @@ def bench_prefix(engine: Engine, engine_off: Engine, turns: int = 20) -> dict:
 
 def bench_gemm(rounds: int = 5) -> dict:
     """Every linear of SmolLM2-135M's 30 layers plus the LM head, distinct weights per layer (so
-    they stream from memory as in a real step, not from cache), at 1, 16 and 1,024 rows: F.linear
-    (MKL sgemm) against oneDNN on weights prepacked once, both through the engine's own _linear. Medians of
-    `rounds`, the two interleaved; fp32 throughout."""
-    from engine.torch.llama import _linear, onednn_packing_available, pack_linear
+    they stream from memory as in a real step, not from cache), at 1, 16, 64 and 1,024 rows: F.linear
+    (MKL sgemm), oneDNN on weights prepacked once, and the C++ panel GEMM on its own panels, all
+    through the engine's own _linear. Medians of `rounds`, the three interleaved; fp32 throughout."""
+    from engine.torch.cpu_kernels import PanelWeight, panel_gemm_available
+    from engine.torch.llama import _linear, onednn_packing_available
 
     shapes = [(960, 576), (576, 576), (3072, 576), (576, 1536)]
     gen = torch.Generator().manual_seed(0)
     weights = [torch.randn(n, k, generator=gen) * 0.02 for _ in range(30) for n, k in shapes]
     weights.append(torch.randn(49152, 576, generator=gen) * 0.02)
-    if not onednn_packing_available(weights[0]):
-        return {"skipped": "no oneDNN prepacked linear in this torch"}
-    packs = [pack_linear(w) for w in weights]
+    variants = {"mkl_sgemm": [None] * len(weights)}
+    if onednn_packing_available(weights[0]):
+        variants["onednn_packed"] = [torch.ops.mkldnn._reorder_linear_weight(w, None) for w in weights]
+    if panel_gemm_available():
+        variants["panel"] = [PanelWeight(w) for w in weights]
     out = {}
-    for rows in (1, 16, 1024):
+    for rows in (1, 16, 64, 1024):
         xs = {k: torch.randn(rows, k, generator=gen) for k in (576, 1536)}
 
-        def plain() -> float:
-            t = time.perf_counter()
-            for w in weights:
-                _linear(xs[w.shape[1]], w, None, None)
-            return time.perf_counter() - t
-
-        def packed() -> float:
+        def timed(packs) -> float:
             t = time.perf_counter()
             for w, p in zip(weights, packs):
                 _linear(xs[w.shape[1]], w, None, p)
             return time.perf_counter() - t
 
-        plain(), packed()
-        a, b = [], []
-        for _ in range(rounds):
-            a.append(plain())
-            b.append(packed())
-        ms_plain, ms_packed = statistics.median(a) * 1e3, statistics.median(b) * 1e3
+        times = {name: [] for name in variants}
+        for packs in variants.values():
+            timed(packs)
+        for _ in range(rounds if rows < 1024 else max(2, rounds // 2)):
+            for name, packs in variants.items():
+                times[name].append(timed(packs))
         flops = 2 * rows * sum(w.numel() for w in weights)
-        out[f"rows_{rows}"] = {"mkl_sgemm_ms": round(ms_plain, 2), "onednn_packed_ms": round(ms_packed, 2),
-                               "ratio": round(ms_packed / ms_plain, 3),
-                               "onednn_gflops": round(flops / ms_packed / 1e6, 1)}
+        cell = {}
+        for name, ts in times.items():
+            ms = statistics.median(ts) * 1e3
+            cell[f"{name}_ms"] = round(ms, 2)
+            cell[f"{name}_gflops"] = round(flops / ms / 1e6, 1)
+        base = cell["mkl_sgemm_ms"]
+        for name in variants:
+            if name != "mkl_sgemm":
+                cell[f"{name}_vs_mkl"] = round(cell[f"{name}_ms"] / base, 3)
+        if "panel" in variants and "onednn_packed" in variants:
+            cell["panel_vs_onednn"] = round(cell["panel_ms"] / cell["onednn_packed_ms"], 3)
+        out[f"rows_{rows}"] = cell
     return out
 
 
