@@ -132,3 +132,36 @@ def test_prepacked_weights_give_the_plain_logits(rows, packing, monkeypatch):
     torch.testing.assert_close(packed, plain, rtol=1e-4, atol=1e-4)
     assert torch.equal(packed.argmax(-1), plain.argmax(-1))
     assert _weight_bytes(model) == plain_bytes
+
+
+@pytest.mark.parametrize("tiles", ["WB_GEMM_TILES_AVX512", "WB_GEMM_TILES_AVX2"])
+def test_panel_gemm_tile_shapes_of_other_cpus(tiles, tmp_path):
+    """The build picks the register tile from the CPU it runs on (AVX-512: 16 rows x 1 vector,
+    AVX2: 6 rows x 2); both shapes built here, whatever this CPU is (GCC's vector types wider than
+    the hardware run as several registers), and checked against F.linear at every row remainder."""
+    import ctypes
+    import subprocess
+
+    cxx = cpu_kernels._compiler()
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    so = tmp_path / f"{tiles}.so"
+    proc = subprocess.run([cxx, "-O2", "-w", f"-D{tiles}", "-fopenmp", "-shared", "-fPIC", "-std=c++17",
+                           str(cpu_kernels._SOURCES[1]), "-o", str(so)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    lib = ctypes.CDLL(str(so))
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.wb_gemm_f32.argtypes = [p, i64, i64, i64, p, i64, p, p, i64, ctypes.c_int]
+    lib.wb_gemm_pack_f32.argtypes = [p, i64, i64, p]
+    width, rows = lib.wb_gemm_panel_width(), lib.wb_gemm_tile_rows()
+    assert rows == (16 if tiles.endswith("AVX512") else 6)
+    g = torch.Generator().manual_seed(rows)
+    n, k = 300, 40
+    w, b = torch.randn(n, k, generator=g), torch.randn(-(-n // width) * width, generator=g)
+    packed = torch.empty(-(-n // width) * width * k)
+    lib.wb_gemm_pack_f32(w.data_ptr(), n, k, packed.data_ptr())
+    for m in range(1, 2 * rows + 2):
+        x = torch.randn(m, k + 3, generator=g)[:, 3:]
+        y = torch.empty(m, n)
+        assert lib.wb_gemm_f32(x.data_ptr(), m, k, x.stride(0), packed.data_ptr(), n, b.data_ptr(), y.data_ptr(), n, 2) == 0
+        torch.testing.assert_close(y, F.linear(x, w, b[:n]), rtol=1e-4, atol=1e-4)

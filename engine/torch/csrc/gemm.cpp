@@ -16,10 +16,12 @@
 namespace {
 constexpr int64_t kNR = 16;  // output columns per panel
 
-#if defined(__AVX512F__)
+#if defined(WB_GEMM_TILES_AVX512) || (defined(__AVX512F__) && !defined(WB_GEMM_TILES_AVX2))
+// (the WB_GEMM_TILES_* switches pick a tile shape on any CPU: GCC's vector types run wider than
+// the hardware as several registers, so the other shapes' arithmetic can be checked anywhere)
 constexpr int kVW = 16;
 constexpr int kMR = 16;
-#elif defined(__AVX__)
+#elif defined(WB_GEMM_TILES_AVX2) || defined(__AVX__)
 constexpr int kVW = 8;
 constexpr int kMR = 6;
 #else
