@@ -1,5 +1,6 @@
-"""The C++ paged attention kernel against dense attention computed in torch: decode rows, causal
-chunk rows (speculative verify), GQA, shuffled block tables, strided queries, rows left alone."""
+"""The C++ CPU kernels: paged attention against dense attention computed in torch (decode rows, causal
+chunk rows of a speculative verify, GQA, shuffled block tables, strided queries, rows left alone),
+and the panel GEMM against F.linear (row remainders, partial panels, bias, both tile shapes)."""
 from __future__ import annotations
 
 import pytest
