@@ -280,3 +280,49 @@ def test_busy_answers_are_retried_and_errors_are_one_line(flaky):
         Engine.load(backend="openai", base_url=url, api_key="bad")
     with pytest.raises(EngineError, match=f"TLS handshake with https://127.0.0.1:{port}/v1 failed"):
         Engine.load(backend="openai", base_url=f"https://127.0.0.1:{port}/v1", api_key="good")
+
+
+def test_ignore_eos_also_asks_for_min_tokens():
+    """A fixed-length benchmark request says so in both dialects: ignore_eos (vLLM, SGLang,
+    llama.cpp's server) and min_tokens = max_tokens (llama-cpp-python's server knows only that)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from engine import SamplingParams
+
+    bodies = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # /v1/models, asked once at load
+            data = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):
+            bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            for chunk in ({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "length"}]},
+                          {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}):
+                self.wfile.write(f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', **chunk})}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    engine = Engine.load(backend="openai", base_url=f"http://127.0.0.1:{srv.server_port}/v1")
+    try:
+        engine.submit("hello", SamplingParams(max_tokens=7, ignore_eos=True)).result()
+        engine.submit("hello", SamplingParams(max_tokens=7)).result()
+    finally:
+        engine.close()
+        srv.shutdown()
+    assert bodies[0]["ignore_eos"] is True and bodies[0]["min_tokens"] == 7
+    assert "ignore_eos" not in bodies[1] and "min_tokens" not in bodies[1]
