@@ -178,8 +178,8 @@ class OpenAIBackend(Backend):
             body["stop"] = list(p.stop)
         if p.ignore_eos:
             # vLLM, SGLang and llama.cpp's server read ignore_eos; llama-cpp-python's server knows
-            # only min_tokens (vLLM reads both): without it a benchmark's fixed-length replies end
-            # at the first EOS there (64 requests x 64 tokens gave 127 tokens)
+            # only min_tokens (vLLM reads both): without it a fixed-length benchmark's replies end
+            # at the first EOS there
             body["ignore_eos"] = True
             body["min_tokens"] = p.max_tokens
         prompt = request.prompt

@@ -358,7 +358,10 @@ def main() -> int:
         port = free_port()
         srv = Server("llama-cpp-server", [str(lvenv / "bin" / "python"), "-m", "llama_cpp.server", "--model",
                                           str(embedded_model_path()), "--port", str(port), "--n_ctx", "2048",
-                                          "--model_alias", "smollm2-135m"], port, ready_path="/v1/models")
+                                          "--model_alias", "smollm2-135m",
+                                          # by default a new request interrupts the one streaming:
+                                          # under concurrency 16 every reply ended after a token
+                                          "--interrupt_requests", "False"], port, ready_path="/v1/models")
         try:
             warm_up(srv.base_url, "smollm2-135m")
             runs = interleaved({"workbench_client": lambda seed: workbench_client(
