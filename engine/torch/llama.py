@@ -268,7 +268,7 @@ class LlamaForCausalLM(nn.Module):
     def pack_cpu_weights(self, free_plain: bool = True) -> bool:
         """Prepack every linear weight once (CPU), so no GEMM reorders its weight per call. fp32:
         panels for the C++ panel GEMM (engine/torch/csrc/gemm.cpp), which on SmolLM2's shapes (all
-        30 layers and the LM head, streamed from memory) takes 0.6-0.9 of the time oneDNN's GEMM on
+        30 layers and the LM head, streamed from memory) takes 0.71-0.95 of the time oneDNN's GEMM on
         its own prepacked weights takes, from 1 to 1,024 rows (tests/perf/bench_torch_cpu.py --only
         gemm); bf16, or no C++ compiler: oneDNN's blocked layout (0.46-0.66 of MKL's sgemm time).
         free_plain: drop the plain copies of the layer weights (not read again on the CPU; the tied
