@@ -81,13 +81,19 @@ def _load() -> None:
             attn = lib.wb_paged_attention_f32
             attn.argtypes = [p, p, p, p, p, p, p, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float, ctypes.c_int]
             attn.restype = ctypes.c_int
-            gemm = lib.wb_gemm_f32
-            gemm.argtypes = [p, i64, i64, i64, p, i64, p, p, i64, ctypes.c_int]
-            gemm.restype = ctypes.c_int
-            lib.wb_gemm_pack_f32.argtypes = [p, i64, i64, p]
-            lib.wb_gemm_pack_f32.restype = None
-            gemm = (gemm, lib.wb_gemm_pack_f32, lib.wb_gemm_panel_width())
+            gemm = bind_gemm(lib)
         _state.update(why=why, attn=attn, gemm=gemm)
+
+
+def bind_gemm(lib: ctypes.CDLL) -> tuple:
+    """(gemm, pack, panel width) of a library built from gemm.cpp, their C signatures declared."""
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    gemm, pack = lib.wb_gemm_f32, lib.wb_gemm_pack_f32
+    gemm.argtypes = [p, i64, i64, i64, p, i64, p, p, i64, ctypes.c_int]
+    gemm.restype = ctypes.c_int
+    pack.argtypes = [p, i64, i64, p]
+    pack.restype = None
+    return gemm, pack, lib.wb_gemm_panel_width()
 
 
 def paged_attention_kernel():
@@ -122,12 +128,12 @@ class PanelWeight:
     panels of `width` output columns, k-major, the last one zero-padded; the bias (if any) padded
     to whole panels."""
 
-    __slots__ = ("data", "bias", "out_features", "in_features")
+    __slots__ = ("data", "bias", "out_features", "in_features", "gemm")
 
     def __init__(self, w: torch.Tensor, bias: torch.Tensor | None = None):
         gemm = _gemm()
         assert gemm is not None and w.dtype == torch.float32 and w.device.type == "cpu" and w.dim() == 2
-        _, pack, width = gemm
+        self.gemm, pack, width = gemm  # kept: a GEMM call then takes no lock to find its kernel
         n, k = w.shape
         panels = -(-n // width)
         w = w.contiguous()
@@ -164,8 +170,7 @@ def panel_linear(x: torch.Tensor, w: PanelWeight) -> torch.Tensor:
     assert x.dtype == torch.float32 and x.shape[1] == k, (x.dtype, x.shape, k)
     y = torch.empty(x.shape[0], n, dtype=torch.float32)
     if x.shape[0]:
-        fn = _gemm()[0]
-        rc = fn(x.data_ptr(), x.shape[0], k, x.stride(0), w.data.data_ptr(), n,
+        rc = w.gemm(x.data_ptr(), x.shape[0], k, x.stride(0), w.data.data_ptr(), n,
                 w.bias.data_ptr() if w.bias is not None else None, y.data_ptr(), n, torch.get_num_threads())
         if rc:
             raise RuntimeError(f"panel GEMM refused its input (code {rc})")

@@ -151,18 +151,16 @@ def test_panel_gemm_tile_shapes_of_other_cpus(tiles, tmp_path):
                            str(cpu_kernels._SOURCES[1]), "-o", str(so)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-500:]
     lib = ctypes.CDLL(str(so))
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.wb_gemm_f32.argtypes = [p, i64, i64, i64, p, i64, p, p, i64, ctypes.c_int]
-    lib.wb_gemm_pack_f32.argtypes = [p, i64, i64, p]
-    width, rows = lib.wb_gemm_panel_width(), lib.wb_gemm_tile_rows()
+    gemm, pack, width = cpu_kernels.bind_gemm(lib)
+    rows = lib.wb_gemm_tile_rows()
     assert rows == (16 if tiles.endswith("AVX512") else 6)
     g = torch.Generator().manual_seed(rows)
     n, k = 300, 40
     w, b = torch.randn(n, k, generator=g), torch.randn(-(-n // width) * width, generator=g)
     packed = torch.empty(-(-n // width) * width * k)
-    lib.wb_gemm_pack_f32(w.data_ptr(), n, k, packed.data_ptr())
+    pack(w.data_ptr(), n, k, packed.data_ptr())
     for m in range(1, 2 * rows + 2):
         x = torch.randn(m, k + 3, generator=g)[:, 3:]
         y = torch.empty(m, n)
-        assert lib.wb_gemm_f32(x.data_ptr(), m, k, x.stride(0), packed.data_ptr(), n, b.data_ptr(), y.data_ptr(), n, 2) == 0
+        assert gemm(x.data_ptr(), m, k, x.stride(0), packed.data_ptr(), n, b.data_ptr(), y.data_ptr(), n, 2) == 0
         torch.testing.assert_close(y, F.linear(x, w, b[:n]), rtol=1e-4, atol=1e-4)
